@@ -1,0 +1,3 @@
+"""dbsplit: split the ``handled`` database into PRIMARY and DATA, exactly and resumably."""
+
+__version__ = "0.1.0"
