@@ -123,7 +123,7 @@ class PgUrl:
 
     def redacted(self) -> str:
         """The URL as text, password replaced by ``***``: safe for logs and messages."""
-        return _render(self, password="***" if self.password else None)
+        return _render(self, password=_MASK if self.password else None)
 
     def __str__(self) -> str:
         return self.redacted()
@@ -271,12 +271,15 @@ def app_direct_url(
     )
 
 
+_MASK = "***"
+
+
 def _render(url: PgUrl, *, password: str | None) -> str:
     auth = ""
     if url.user:
         auth = quote(url.user, safe="")
         if password is not None:
-            auth += ":" + (password if password == "***" else quote(password, safe=""))
+            auth += ":" + (password if password is _MASK else quote(password, safe=""))
         auth += "@"
     host = url.host or ""
     if ":" in host:
