@@ -1,0 +1,42 @@
+"""Stop every running stand-in when the interpreter exits, even after an interrupted session."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import threading
+from typing import Protocol
+
+
+class Stoppable(Protocol):
+    """Anything with an idempotent `stop()`."""
+
+    def stop(self) -> None: ...
+
+
+_lock = threading.Lock()
+_running: list[Stoppable] = []
+
+
+def track(thing: Stoppable) -> None:
+    """Remember a running stand-in so `stop_all` (run at exit) stops it."""
+    with _lock:
+        _running.append(thing)
+
+
+def untrack(thing: Stoppable) -> None:
+    """Forget a stand-in that has been stopped."""
+    with _lock:
+        _running[:] = [other for other in _running if other is not thing]
+
+
+def stop_all() -> None:
+    """Stop every tracked stand-in, newest first; errors are ignored so all get a chance."""
+    with _lock:
+        things = list(reversed(_running))
+    for thing in things:
+        with contextlib.suppress(Exception):  # best effort at exit: every stand-in gets a try
+            thing.stop()
+
+
+atexit.register(stop_all)
