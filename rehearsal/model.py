@@ -1,0 +1,129 @@
+"""What a rehearsal records: timed steps, named windows, table checks, requests, evidence."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Step:
+    """One step of the window, timed in seconds from the rehearsal's start."""
+
+    name: str
+    phase: str
+    start: float
+    end: float
+    ok: bool = True
+    detail: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Window:
+    """A span worth calling out on the timeline (write freeze, whole window, rollback)."""
+
+    name: str
+    start: float
+    end: float
+    budget_seconds: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """One table of one target: source rows, target rows, checksum result."""
+
+    target: str
+    table: str
+    source_rows: int
+    target_rows: int | None
+    matches: bool
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of the load generator."""
+
+    at: float
+    ok: bool
+    status: int
+    latency_ms: float
+    path: str
+
+
+@dataclass
+class Rehearsal:
+    """Everything a report is made from."""
+
+    started_at: str
+    scale_mb: int
+    t0: float = field(default_factory=time.monotonic)
+    steps: list[Step] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
+    tables: list[TableCheck] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    evidence: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    numbers: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def now(self) -> float:
+        """Seconds since the rehearsal started."""
+        return time.monotonic() - self.t0
+
+    @contextmanager
+    def step(self, name: str, phase: str) -> Iterator[Step]:
+        """Time a step; it is recorded as failed if the body raises."""
+        record = Step(name=name, phase=phase, start=self.now(), end=self.now())
+        self.steps.append(record)
+        try:
+            yield record
+        except BaseException as exc:
+            record.ok = False
+            if not record.detail:
+                lines = str(exc).strip().splitlines()
+                record.detail = lines[0] if lines else type(exc).__name__
+            raise
+        finally:
+            record.end = self.now()
+
+    def prove(self, key: str, passed: bool, text: str) -> None:
+        """Record evidence for checklist items (see :mod:`rehearsal.checklist`)."""
+        self.evidence[key] = (passed, text)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps) and all(t.matches for t in self.tables)
+
+    def success_rate(self) -> float | None:
+        """The share of requests that succeeded, or None without requests."""
+        if not self.requests:
+            return None
+        return sum(r.ok for r in self.requests) / len(self.requests)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at,
+            "scale_mb": self.scale_mb,
+            "ok": self.ok,
+            "numbers": self.numbers,
+            "steps": [asdict(s) | {"seconds": s.seconds} for s in self.steps],
+            "windows": [asdict(w) | {"seconds": w.seconds} for w in self.windows],
+            "tables": [asdict(t) for t in self.tables],
+            "requests": {
+                "total": len(self.requests),
+                "failed": sum(not r.ok for r in self.requests),
+                "success_rate": self.success_rate(),
+            },
+            "evidence": {k: {"passed": v[0], "text": v[1]} for k, v in self.evidence.items()},
+            "notes": self.notes,
+        }
