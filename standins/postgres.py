@@ -357,7 +357,7 @@ class PostgresServer:
         auth = quote(user, safe="")
         if password is not None:
             auth += ":" + quote(password, safe="")
-        query = ("?" + urlencode(params, quote_via=quote)) if params else ""
+        query = ("?" + urlencode(params, quote_via=quote, safe="/")) if params else ""
         return f"postgresql://{auth}@{self.host}:{self.port}/{quote(dbname, safe='')}{query}"
 
     def _superuser_params(self) -> dict[str, str]:
