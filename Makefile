@@ -6,7 +6,7 @@ export PYENV_VERSION ?= 3.12.1
 PYTHON ?= python3.12
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql-15 postgresql-contrib-15 pgbouncer openssh-server iproute2
+APT_PACKAGES := postgresql-15 postgresql-contrib-15 pgbouncer openssh-server iproute2 chromium
 NPM_PACKAGES := pm2@6
 TEST_USER := handled-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
