@@ -17,7 +17,7 @@ test: deps lint typecheck
 	$(BIN)/pytest
 
 rehearse: deps
-	$(BIN)/python -m standins.rehearse $(ARGS)
+	$(BIN)/python -m rehearsal $(ARGS)
 
 lint: python-deps
 	$(BIN)/ruff check .
