@@ -1,0 +1,853 @@
+"""Verify that PRIMARY and DATA together equal the source: rows, sequences, constraints, routing.
+
+What is checked, for every table of the source:
+
+- **Routing.** A copied table exists in exactly its target (``config.target_of``) with the same
+  columns (names and types), and not in the other one; an excluded table
+  (``public._prisma_migrations``) or a table of an excluded schema exists in neither; a target
+  holds no table the source lacks. dbsplit's bookkeeping schema (``_dbsplit``) is ignored.
+- **Rows.** Row count and an order-independent checksum (:mod:`dbsplit.checksum`) computed inside
+  each server. Tables with a single integer primary key larger than ``chunk_rows`` rows are
+  split into key ranges ``[lo, hi)`` computed in parallel on both sides, and a range that differs
+  is bisected until it is at most :data:`NARROW_WIDTH` keys wide, so the report names the rows.
+  Partitioned tables are compared leaf by leaf (``FROM ONLY``), never parent and leaves twice.
+- **Sequences.** ``last_value`` and ``is_called`` are equal on the source and the target.
+- **Foreign keys.** Every foreign key on a target is validated (``convalidated``), and every
+  source foreign key whose two tables share a target exists there.
+
+Consistency: no snapshot can span three servers, so verify assumes the source is **frozen**
+(read-only, as it is during the maintenance window) and the targets are not being written. Each
+connection still reads inside one ``REPEATABLE READ READ ONLY`` transaction, so every query on it
+sees one snapshot.
+
+Example::
+
+    >>> report = verify(source=src, primary=prim, data=data, config=SplitConfig())
+    >>> report.ok, report.failures()
+    (False, ['DATA workspace.import_rows differs in key range id [1201, 1205): ...'])
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+from psycopg import IsolationLevel, sql
+
+from dbsplit.catalog import BOOKKEEPING_SCHEMA, Catalog, Table, read_catalog
+from dbsplit.checksum import (
+    INTEGER_TYPES,
+    HashName,
+    Sum,
+    checksum_query,
+    key_bounds_query,
+    probe_values,
+    run_sum,
+    split_range,
+)
+from dbsplit.config import SplitConfig, Target
+from dbsplit.connect import SESSION_SETTINGS, connect
+from dbsplit.errors import VerifyError
+from dbsplit.urls import PgUrl
+
+#: Tables with more (estimated) rows than this are split into key ranges.
+CHUNK_ROWS = 250_000
+#: ...and tables larger than this many bytes (whichever gives more ranges).
+CHUNK_BYTES = 64 * 1024 * 1024
+#: At most this many key ranges per table.
+MAX_CHUNKS = 64
+#: A differing range is split into this many parts per bisection round...
+BISECT_PARTS = 16
+#: ...until it is at most this many keys wide.
+NARROW_WIDTH = 16
+#: At most this many differing ranges per table are narrowed (and reported).
+MAX_RANGES = 8
+
+#: Schemas never compared: dbsplit's own bookkeeping in the targets.
+IGNORED_SCHEMAS = frozenset({BOOKKEEPING_SCHEMA})
+
+Side = Literal["source", "primary", "data"]
+Status = Literal["ok", "differs", "missing", "columns differ", "error"]
+
+_LABEL: dict[str, str] = {"source": "source", "primary": "PRIMARY", "data": "DATA"}
+
+
+# ----- the report ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """A half-open key range ``[lo, hi)`` of ``key`` whose rows differ."""
+
+    key: str
+    lo: int
+    hi: int
+    source_rows: int
+    target_rows: int
+
+    def __str__(self) -> str:
+        return f"{self.key} [{self.lo}, {self.hi})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "lo": self.lo,
+            "hi": self.hi,
+            "source_rows": self.source_rows,
+            "target_rows": self.target_rows,
+        }
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """The comparison of one source table with its copy on its target."""
+
+    schema: str
+    name: str
+    #: ``"primary"`` or ``"data"``.
+    target: str
+    status: Status
+    source_rows: int | None = None
+    target_rows: int | None = None
+    #: Key ranges compared in parallel (1: the whole table at once).
+    chunks: int = 1
+    #: The integer primary key the table was split on, if any.
+    key: str | None = None
+    #: The narrowest differing ranges found (empty for a table compared whole).
+    ranges: tuple[KeyRange, ...] = ()
+    #: More differing ranges than the ones listed in ``ranges``.
+    more_ranges: int = 0
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def failure(self) -> str | None:
+        """One line naming the table (and key ranges) when it differs, else None."""
+        where = f"{_LABEL[self.target]} {self.qualname}"
+        if self.status == "ok":
+            return None
+        if self.status == "missing":
+            return f"{where} is missing"
+        if self.status in ("columns differ", "error"):
+            return f"{where}: {self.detail}"
+        counts = f"source {self.source_rows} rows, target {self.target_rows} rows"
+        if not self.ranges:
+            return f"{where} differs ({counts})"
+        shown = ", ".join(f"{r} ({r.source_rows} vs {r.target_rows} rows)" for r in self.ranges)
+        more = f" and {self.more_ranges} more" if self.more_ranges else ""
+        plural = "s" if len(self.ranges) + self.more_ranges > 1 else ""
+        return f"{where} differs in key range{plural} {shown}{more} ({counts})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "name": self.name,
+            "target": self.target,
+            "status": self.status,
+            "source_rows": self.source_rows,
+            "target_rows": self.target_rows,
+            "chunks": self.chunks,
+            "key": self.key,
+            "ranges": [r.to_json() for r in self.ranges],
+            "more_ranges": self.more_ranges,
+            "detail": self.detail,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class SequenceCheck:
+    """A sequence's ``(last_value, is_called)`` on the source and on its target."""
+
+    schema: str
+    name: str
+    target: str
+    source: tuple[int, bool] | None
+    actual: tuple[int, bool] | None
+    detail: str = ""
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def ok(self) -> bool:
+        return not self.detail and self.source is not None and self.source == self.actual
+
+    def failure(self) -> str | None:
+        if self.ok:
+            return None
+        where = f"{_LABEL[self.target]} sequence {self.qualname}"
+        if self.detail:
+            return f"{where}: {self.detail}"
+        if self.actual is None:
+            return f"{where} is missing"
+        return f"{where} is {_seq_text(self.actual)}, the source has {_seq_text(self.source)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "name": self.name,
+            "target": self.target,
+            "ok": self.ok,
+            "source": _seq_json(self.source),
+            "target_value": _seq_json(self.actual),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Everything verify compared, and every difference it found."""
+
+    tables: tuple[TableCheck, ...]
+    sequences: tuple[SequenceCheck, ...]
+    #: Routing and constraint problems, one line each.
+    problems: tuple[str, ...]
+    hash_name: str
+    jobs: int
+    seconds: float
+    settings: dict[str, str] = field(default_factory=lambda: dict(SESSION_SETTINGS))
+
+    @property
+    def ok(self) -> bool:
+        """True when both targets equal the source."""
+        return not self.failures()
+
+    def failures(self) -> list[str]:
+        """One line per difference, naming the table (and key range) or object."""
+        lines = [f for t in self.tables if (f := t.failure()) is not None]
+        lines += [f for s in self.sequences if (f := s.failure()) is not None]
+        lines += list(self.problems)
+        return lines
+
+    def raise_for_failures(self) -> None:
+        """Raise :class:`VerifyError` (exit 1) naming the first difference, if any."""
+        failures = self.failures()
+        if failures:
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            raise VerifyError(f"verify failed: {failures[0]}{more}")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``ok``, ``failures``, then per-table and per-sequence details."""
+        return {
+            "ok": self.ok,
+            "failures": self.failures(),
+            "seconds": round(self.seconds, 3),
+            "hash": self.hash_name,
+            "jobs": self.jobs,
+            "settings": dict(self.settings),
+            "tables": [t.to_json() for t in self.tables],
+            "sequences": [s.to_json() for s in self.sequences],
+            "problems": list(self.problems),
+        }
+
+    def render(self) -> str:
+        """A human-readable table of every compared table, then the differences."""
+        header = ("target", "table", "source rows", "target rows", "ranges", "status")
+        rows = [
+            (
+                _LABEL[t.target],
+                t.qualname,
+                _num(t.source_rows),
+                _num(t.target_rows),
+                str(t.chunks),
+                t.status,
+            )
+            for t in self.tables
+        ]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        right = {2, 3, 4}
+
+        def line(cells: tuple[str, ...]) -> str:
+            return "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+
+        out = [line(header), line(tuple("-" * w for w in widths))]
+        out += [line(r) for r in rows]
+        seq_bad = sum(1 for s in self.sequences if not s.ok)
+        out.append("")
+        out.append(
+            f"{len(self.tables)} tables, {len(self.sequences)} sequences ({seq_bad} differ), "
+            f"{len(self.problems)} routing/constraint problems; hash {self.hash_name}, "
+            f"{self.jobs} jobs, {self.seconds:.1f} s"
+        )
+        failures = self.failures()
+        if failures:
+            out.append(f"verify FAILED: {len(failures)} differences")
+            out += [f"  - {f}" for f in failures]
+        else:
+            out.append("verify OK: both targets equal the source")
+        return "\n".join(out)
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _seq_text(value: tuple[int, bool] | None) -> str:
+    if value is None:
+        return "nothing"
+    return f"last_value {value[0]} ({'called' if value[1] else 'not called'})"
+
+
+def _seq_json(value: tuple[int, bool] | None) -> dict[str, Any] | None:
+    return None if value is None else {"last_value": value[0], "is_called": value[1]}
+
+
+# ----- connections ---------------------------------------------------------------------------
+
+
+class _Connections:
+    """One lazily opened connection per server per worker thread, each in one snapshot."""
+
+    def __init__(self, urls: dict[Side, PgUrl]) -> None:
+        self._urls = urls
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[psycopg.Connection[tuple[Any, ...]]] = []
+
+    def get(self, side: Side) -> psycopg.Connection[tuple[Any, ...]]:
+        conns: dict[Side, psycopg.Connection[tuple[Any, ...]]] | None = getattr(
+            self._local, "conns", None
+        )
+        if conns is None:
+            conns = {}
+            self._local.conns = conns
+        conn = conns.get(side)
+        if conn is None or conn.closed:
+            conn = connect(self._urls[side], what=_LABEL[side])
+            conn.isolation_level = IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            conns[side] = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+# ----- the work ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    """One table to compare with its copy on ``target``."""
+
+    table: Table
+    target: Side
+    columns: tuple[str, ...]
+    key: str | None
+    parts: int
+    weight: float
+    started: float = 0.0
+    bounds: dict[Side, tuple[int, int] | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One checksum query: a whole table, or one of its key ranges, on one side."""
+
+    job: int
+    side: Side
+    lo: int | None
+    hi: int | None
+
+
+class _Failed(Exception):
+    """A query on one table failed; the message names the server and the error."""
+
+
+def verify(
+    *,
+    source: PgUrl,
+    primary: PgUrl,
+    data: PgUrl,
+    config: SplitConfig,
+    jobs: int = 4,
+    chunk_rows: int = CHUNK_ROWS,
+) -> VerifyReport:
+    """Compare PRIMARY and DATA with the (frozen) source; never writes anything.
+
+    ``jobs`` queries run at once (threads: the work happens inside the servers). Tables with a
+    single integer primary key and more than ``chunk_rows`` rows are compared in key ranges.
+    Raises :class:`~dbsplit.errors.ConnectError` when a server cannot be reached; every
+    difference is in the returned report instead.
+    """
+    started = time.monotonic()
+    jobs = max(1, jobs)
+    urls: dict[Side, PgUrl] = {"source": source, "primary": primary, "data": data}
+    conns = _Connections(urls)
+    try:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="verify") as pool:
+            # Each server's catalog is read on that server's first worker connection.
+            sides: tuple[Side, ...] = ("source", "primary", "data")
+            catalogs = dict(
+                zip(sides, pool.map(lambda s: read_catalog(conns.get(s)), sides), strict=True)
+            )
+            probes = list(pool.map(lambda s: probe_values(conns.get(s)), sides))
+            hash_name: HashName = "hashtextextended" if len(set(probes)) == 1 else "md5"
+            problems, job_list, tables = _plan(catalogs, config, chunk_rows)
+            sequences = _check_sequences(conns, catalogs["source"], config)
+            problems += _check_foreign_keys(conns, catalogs, config)
+            tables += _compare(pool, conns, job_list, hash_name)
+    finally:
+        conns.close()
+    tables.sort(key=lambda t: (t.target, t.schema, t.name))
+    return VerifyReport(
+        tables=tuple(tables),
+        sequences=tuple(sequences),
+        problems=tuple(problems),
+        hash_name=hash_name,
+        jobs=jobs,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _plan(
+    catalogs: dict[Side, Catalog], config: SplitConfig, chunk_rows: int
+) -> tuple[list[str], list[_Job], list[TableCheck]]:
+    """Routing problems, the tables to compare, and the checks already decided (missing...)."""
+    problems: list[str] = []
+    jobs: list[_Job] = []
+    decided: list[TableCheck] = []
+    source = catalogs["source"]
+    present: dict[Side, dict[tuple[str, str], Table]] = {
+        side: {
+            (t.schema, t.name): t for t in catalogs[side].tables if t.schema not in IGNORED_SCHEMAS
+        }
+        for side in ("primary", "data")
+    }
+    seen: set[tuple[str, str]] = set()
+    for table in source.tables:
+        if table.schema in IGNORED_SCHEMAS:
+            continue
+        name = (table.schema, table.name)
+        seen.add(name)
+        target = _target_side(config, table.schema, table.name)
+        if target is None:
+            problems += [
+                f"{_LABEL[side]} has {table.qualname}, which is excluded from the split"
+                for side in ("primary", "data")
+                if name in present[side]
+            ]
+            continue
+        other: Side = "data" if target == "primary" else "primary"
+        if name in present[other]:
+            problems.append(
+                f"{_LABEL[other]} has {table.qualname}, which is routed to {_LABEL[target]}"
+            )
+        copy = present[target].get(name)
+        if copy is None:
+            decided.append(
+                TableCheck(
+                    table.schema,
+                    table.name,
+                    target,
+                    "missing",
+                    detail=f"missing on {_LABEL[target]}",
+                )
+            )
+            continue
+        mismatch = _column_mismatch(table, copy)
+        if mismatch:
+            decided.append(
+                TableCheck(table.schema, table.name, target, "columns differ", detail=mismatch)
+            )
+            continue
+        if not table.has_data:
+            continue  # a partitioned parent: its leaves are compared one by one
+        key = _integer_key(table)
+        parts = 1
+        if key is not None and (table.est_rows > chunk_rows or table.size_bytes > CHUNK_BYTES):
+            by_rows = math.ceil(table.est_rows / max(1, chunk_rows))
+            by_bytes = math.ceil(table.size_bytes / CHUNK_BYTES)
+            parts = min(MAX_CHUNKS, max(2, by_rows, by_bytes))
+        columns = tuple(c.name for c in table.columns)
+        weight = float(max(table.size_bytes, 1))
+        jobs.append(_Job(table, target, columns, key, parts, weight))
+    for side in ("primary", "data"):
+        for extra_schema, extra_name in sorted(set(present[side]) - seen):
+            problems.append(
+                f"{_LABEL[side]} has {extra_schema}.{extra_name}, which the source does not have"
+            )
+    return problems, jobs, decided
+
+
+def _target_side(config: SplitConfig, schema: str, table: str) -> Side | None:
+    if config.is_excluded_table(schema, table):
+        return None
+    target = config.target_of(schema)
+    if target is Target.PRIMARY:
+        return "primary"
+    if target is Target.DATA:
+        return "data"
+    return None
+
+
+def _column_mismatch(source: Table, copy: Table) -> str:
+    """A description of how the columns differ, or ``''`` when names and types match."""
+    want = {c.name: c.type for c in source.columns}
+    have = {c.name: c.type for c in copy.columns}
+    missing = [n for n in want if n not in have]
+    extra = [n for n in have if n not in want]
+    retyped = [n for n in want if n in have and want[n] != have[n]]
+    parts: list[str] = []
+    if missing:
+        parts.append("missing column " + ", ".join(missing))
+    if extra:
+        parts.append("extra column " + ", ".join(extra))
+    parts += [f"column {n} is {have[n]} instead of {want[n]}" for n in retyped]
+    if source.kind != copy.kind:
+        parts.append(f"relkind {copy.kind!r} instead of {source.kind!r}")
+    return "; ".join(parts)
+
+
+def _integer_key(table: Table) -> str | None:
+    """The table's single-column integer primary key, if it has one."""
+    if len(table.primary_key) != 1:
+        return None
+    column = table.column(table.primary_key[0])
+    if column is None or column.type not in INTEGER_TYPES:
+        return None
+    return column.name
+
+
+# ----- sequences and foreign keys ------------------------------------------------------------
+
+
+def _check_sequences(
+    conns: _Connections, source: Catalog, config: SplitConfig
+) -> list[SequenceCheck]:
+    checks: list[SequenceCheck] = []
+    for seq in source.sequences:
+        if seq.schema in IGNORED_SCHEMAS:
+            continue
+        owner = seq.owned_by
+        if owner is not None and config.is_excluded_table(owner[0], owner[1]):
+            continue
+        target = _target_side(config, seq.schema, seq.name)
+        if target is None:
+            continue
+        want = _sequence_state(conns.get("source"), seq.schema, seq.name)
+        try:
+            have = _sequence_state(conns.get(target), seq.schema, seq.name)
+        except psycopg.errors.UndefinedTable:
+            have = None
+        except psycopg.Error as exc:
+            checks.append(SequenceCheck(seq.schema, seq.name, target, want, None, _one_line(exc)))
+            continue
+        checks.append(SequenceCheck(seq.schema, seq.name, target, want, have))
+    return checks
+
+
+def _sequence_state(
+    conn: psycopg.Connection[tuple[Any, ...]], schema: str, name: str
+) -> tuple[int, bool] | None:
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))
+            )
+            row = cur.fetchone()
+    except psycopg.Error:
+        conn.rollback()
+        raise
+    return None if row is None else (int(row[0]), bool(row[1]))
+
+
+_FK_STATE = sql.SQL(
+    """
+SELECT n.nspname, c.relname, con.conname, con.convalidated
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE con.contype = 'f' AND con.conparentid = 0
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname <> ALL(%s)
+ORDER BY 1, 2, 3
+"""
+)
+
+
+def _check_foreign_keys(
+    conns: _Connections, catalogs: dict[Side, Catalog], config: SplitConfig
+) -> list[str]:
+    """Every FK on a target validated; every same-target source FK present on its target."""
+    problems: list[str] = []
+    targets: tuple[Side, ...] = ("primary", "data")
+    for side in targets:
+        with conns.get(side).cursor() as cur:
+            cur.execute(_FK_STATE, (sorted(IGNORED_SCHEMAS),))
+            state = {(r[0], r[1], r[2]): bool(r[3]) for r in cur.fetchall()}
+        for (schema, table, name), valid in state.items():
+            if not valid:
+                problems.append(
+                    f"{_LABEL[side]} foreign key {name} on {schema}.{table} is not validated"
+                )
+        for fk in catalogs["source"].foreign_keys:
+            here = _target_side(config, fk.schema, fk.table)
+            there = _target_side(config, fk.ref_schema, fk.ref_table)
+            if here == side and there == side and (fk.schema, fk.table, fk.name) not in state:
+                problems.append(
+                    f"{_LABEL[side]} foreign key {fk.name} on {fk.qualtable} is missing"
+                )
+    return problems
+
+
+# ----- row checksums -------------------------------------------------------------------------
+
+
+def _compare(
+    pool: ThreadPoolExecutor,
+    conns: _Connections,
+    jobs: list[_Job],
+    hash_name: HashName,
+) -> list[TableCheck]:
+    """Count and checksum every job on both sides; narrow differing key ranges."""
+    errors: dict[int, str] = {}
+
+    # Key bounds of the chunked tables, on both sides: the union covers extra target rows.
+    bound_units = [
+        (i, side) for i, job in enumerate(jobs) if job.parts > 1 for side in ("source", job.target)
+    ]
+
+    def bounds(item: tuple[int, Side]) -> None:
+        i, side = item
+        job = jobs[i]
+        assert job.key is not None
+        try:
+            job.bounds[side] = _key_bounds(conns.get(side), job.table, job.key)
+        except _Failed as exc:
+            errors[i] = str(exc)
+
+    list(pool.map(bounds, bound_units))
+
+    units: list[_Unit] = []
+    for i, job in enumerate(jobs):
+        job.started = time.monotonic()
+        ranges = _job_ranges(job) if i not in errors else []
+        if not ranges or job.parts == 1:
+            job.parts = 1
+            units += [_Unit(i, side, None, None) for side in ("source", job.target)]
+        else:
+            job.parts = len(ranges)
+            units += [
+                _Unit(i, side, lo, hi) for lo, hi in ranges for side in ("source", job.target)
+            ]
+    units.sort(key=lambda u: -jobs[u.job].weight / jobs[u.job].parts)
+    sums = _run_units(pool, conns, jobs, units, hash_name, errors)
+
+    checks: list[TableCheck] = []
+    to_narrow: list[tuple[int, list[KeyRange]]] = []
+    for i, job in enumerate(jobs):
+        if i in errors:
+            checks.append(_error_check(job, errors[i]))
+            continue
+        mine = [u for u in units if u.job == i and u.side == "source"]
+        src = [sums[u] for u in mine]
+        dst = [sums[_Unit(i, job.target, u.lo, u.hi)] for u in mine]
+        differing = [(u, s, d) for u, s, d in zip(mine, src, dst, strict=True) if s != d]
+        if differing:
+            key = job.key
+            diff_ranges = [
+                KeyRange(key, u.lo, u.hi, s.rows, d.rows)
+                for u, s, d in differing
+                if key is not None and u.lo is not None and u.hi is not None
+            ]
+            to_narrow.append((i, diff_ranges))
+        checks.append(
+            TableCheck(
+                job.table.schema,
+                job.table.name,
+                job.target,
+                "differs" if differing else "ok",
+                source_rows=sum(s.rows for s in src),
+                target_rows=sum(d.rows for d in dst),
+                chunks=job.parts,
+                key=job.key if job.parts > 1 else None,
+                seconds=time.monotonic() - job.started,
+            )
+        )
+    by_job = {(c.schema, c.name, c.target): n for n, c in enumerate(checks)}
+    for i, diff_ranges in to_narrow:
+        job = jobs[i]
+        n = by_job[(job.table.schema, job.table.name, job.target)]
+        narrowed, more = _narrow(pool, conns, jobs, i, diff_ranges, hash_name)
+        old = checks[n]
+        checks[n] = TableCheck(
+            old.schema,
+            old.name,
+            old.target,
+            old.status,
+            source_rows=old.source_rows,
+            target_rows=old.target_rows,
+            chunks=old.chunks,
+            key=job.key,
+            ranges=tuple(narrowed),
+            more_ranges=more,
+            detail=old.detail,
+            seconds=time.monotonic() - job.started,
+        )
+    return checks
+
+
+def _error_check(job: _Job, message: str) -> TableCheck:
+    return TableCheck(
+        job.table.schema, job.table.name, job.target, "error", chunks=job.parts, detail=message
+    )
+
+
+def _job_ranges(job: _Job) -> list[tuple[int, int]]:
+    """The job's key ranges, over the union of the key bounds on both sides."""
+    known = [b for b in job.bounds.values() if b is not None]
+    if not known:
+        return []
+    lo = min(b[0] for b in known)
+    hi = max(b[1] for b in known) + 1
+    return split_range(lo, hi, job.parts)
+
+
+def _key_bounds(
+    conn: psycopg.Connection[tuple[Any, ...]], table: Table, key: str
+) -> tuple[int, int] | None:
+    row = _query(conn, key_bounds_query(table.schema, table.name, key), table)
+    if row is None or row[0] is None:
+        return None
+    return int(row[0]), int(row[1])
+
+
+def _query(
+    conn: psycopg.Connection[tuple[Any, ...]], query: sql.Composed, table: Table
+) -> tuple[Any, ...] | None:
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchone()
+    except psycopg.Error as exc:
+        if not conn.closed:
+            conn.rollback()
+        raise _Failed(f"cannot read {table.qualname}: {_one_line(exc)}") from None
+
+
+def _run_units(
+    pool: ThreadPoolExecutor,
+    conns: _Connections,
+    jobs: list[_Job],
+    units: list[_Unit],
+    hash_name: HashName,
+    errors: dict[int, str],
+) -> dict[_Unit, Sum]:
+    """Run every unit's checksum query in the pool; failures go to ``errors`` by job."""
+
+    def run(unit: _Unit) -> tuple[_Unit, Sum]:
+        job = jobs[unit.job]
+        if unit.job in errors:
+            return unit, Sum(0, 0)
+        query = checksum_query(
+            job.table.schema,
+            job.table.name,
+            job.columns,
+            hash_name=hash_name,
+            key=job.key if unit.lo is not None else None,
+            lo=unit.lo,
+            hi=unit.hi,
+        )
+        conn = conns.get(unit.side)
+        try:
+            with conn.cursor() as cur:
+                return unit, run_sum(cur, query)
+        except psycopg.Error as exc:
+            if not conn.closed:
+                conn.rollback()
+            errors.setdefault(
+                unit.job,
+                f"cannot checksum on {_LABEL[unit.side]}: {_one_line(exc)}",
+            )
+            return unit, Sum(0, 0)
+
+    return dict(pool.map(run, units))
+
+
+def _narrow(
+    pool: ThreadPoolExecutor,
+    conns: _Connections,
+    jobs: list[_Job],
+    index: int,
+    ranges: list[KeyRange],
+    hash_name: HashName,
+) -> tuple[list[KeyRange], int]:
+    """Bisect the differing ranges of ``job`` down to :data:`NARROW_WIDTH` keys.
+
+    A whole-table difference on a table with an integer key starts from its key bounds.
+    Returns the narrowest differing ranges (at most :data:`MAX_RANGES`) and how many more
+    differing ranges were left out.
+    """
+    job = jobs[index]
+    key = job.key
+    if key is None:
+        return [], 0
+    errors: dict[int, str] = {}
+    if not ranges:
+        for side in ("source", job.target):
+            try:
+                job.bounds[side] = _key_bounds(conns.get(side), job.table, key)
+            except _Failed:
+                return [], 0
+        whole = _job_ranges(_Job(job.table, job.target, job.columns, key, 1, 0, 0.0, job.bounds))
+        ranges = [KeyRange(key, lo, hi, 0, 0) for lo, hi in whole]
+    more = max(0, len(ranges) - MAX_RANGES)
+    current = ranges[:MAX_RANGES]
+    while any(r.hi - r.lo > NARROW_WIDTH for r in current):
+        units: list[_Unit] = []
+        keep: list[KeyRange] = []
+        for r in current:
+            if r.hi - r.lo <= NARROW_WIDTH:
+                keep.append(r)
+                continue
+            for lo, hi in split_range(r.lo, r.hi, BISECT_PARTS):
+                units += [_Unit(index, side, lo, hi) for side in ("source", job.target)]
+        sums = _run_units(pool, conns, jobs, units, hash_name, errors)
+        if errors:
+            return current, more
+        found: list[KeyRange] = []
+        for u in units:
+            if u.side != "source":
+                continue
+            s = sums[u]
+            d = sums[_Unit(index, job.target, u.lo, u.hi)]
+            if s != d and u.lo is not None and u.hi is not None:
+                found.append(KeyRange(key, u.lo, u.hi, s.rows, d.rows))
+        if not found:  # the difference vanished: the data changed under us; keep the wider
+            return current, more
+        found = keep + found
+        found.sort(key=lambda r: r.lo)
+        more += max(0, len(found) - MAX_RANGES)
+        current = found[:MAX_RANGES]
+    return current, more
+
+
+def _one_line(exc: BaseException) -> str:
+    from dbsplit.urls import redact
+
+    for line in redact(str(exc)).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
