@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+import psycopg
 
 from standins import cleanup
 from standins.pgbouncer import PgBouncer
@@ -136,6 +138,22 @@ class Dbaas:
         if prisma:
             params["pgbouncer"] = "true"
         return self.bouncer.url(pool or self.pool_name, user=user, password=password, **params)
+
+    def connect(
+        self, dbname: str | None = None, *, pooled: bool = False
+    ) -> psycopg.Connection[tuple[Any, ...]]:
+        """An autocommit connection as `doadmin` (verify-full TLS), direct or through the pool.
+
+        Pooled connections disable psycopg's server-side prepared statements, which PgBouncer
+        1.18 cannot carry across transactions.
+        """
+        if pooled:
+            if dbname is not None:
+                raise ValueError("pooled connections reach the pool's database; pass no dbname")
+            return psycopg.connect(
+                self.pool_url(prisma=False), autocommit=True, prepare_threshold=None
+            )
+        return psycopg.connect(self.direct_url(dbname), autocommit=True)
 
     def add_database(self, name: str) -> None:
         """Create a fresh database owned by `doadmin` (a clean PRIMARY for one test)."""

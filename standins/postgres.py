@@ -360,15 +360,20 @@ class PostgresServer:
         query = ("?" + urlencode(params, quote_via=quote, safe="/")) if params else ""
         return f"postgresql://{auth}@{self.host}:{self.port}/{quote(dbname, safe='')}{query}"
 
-    def _superuser_params(self) -> dict[str, str]:
-        if self.tls is None:
-            return {}
-        return {"sslmode": "verify-full", "sslrootcert": str(self.tls.ca_path)}
-
     def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
-        """A new autocommit superuser connection (over verified TLS when the server has TLS)."""
+        """A new autocommit superuser connection through the Unix socket.
+
+        The socket bypasses the TCP rules (`hba_addresses`, `hostssl`), so setup works
+        whatever those rules are; test TCP and TLS behaviour with `url()` instead.
+        """
         return psycopg.connect(
-            self.url(dbname, **self._superuser_params()), autocommit=True, connect_timeout=10
+            host=str(self.socket_dir),
+            port=self.port,
+            dbname=dbname,
+            user=self.superuser,
+            password=self.superuser_password,
+            autocommit=True,
+            connect_timeout=10,
         )
 
     def execute(self, query: str | sql.Composable, dbname: str = "postgres") -> None:

@@ -32,15 +32,15 @@ MakeDb = Callable[..., str]
 """`make_db(server, owner=None) -> str`: see the `make_db` fixture."""
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into SystemExit so fixture finalizers and atexit stop the servers."""
-    raise SystemExit(128 + signum)
+def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Treat SIGTERM like Ctrl-C: pytest stops the session and runs the fixture finalizers."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Stop the stand-ins on SIGTERM too (SIGINT already unwinds through the finalizers)."""
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -118,3 +118,11 @@ def test_processes_run_as_service_user(dbaas: Dbaas):
     assert process_owner(dbaas.server.pid) == SERVICE_USER
     assert process_owner(dbaas.bouncer.pid) == SERVICE_USER
     assert dbaas.server.version == 17
+
+
+def test_connect_helpers(dbaas: Dbaas):
+    with dbaas.connect() as direct, dbaas.connect(pooled=True) as pooled:
+        for conn in (direct, pooled):
+            for _ in range(8):  # past psycopg's prepare threshold: must stay unprepared
+                row = conn.execute("SELECT current_user, current_database()").fetchone()
+            assert row == ("doadmin", "handled")

@@ -66,3 +66,10 @@ def test_start_failure_reports_log_tail():
     with pytest.raises(RuntimeError, match="exited during start-up") as info:
         PostgresServer.start(version=17, name="broken", settings={"shared_buffers": "nonsense"})
     assert "shared_buffers" in str(info.value)
+
+
+def test_hba_addresses_limit_tcp_but_not_setup():
+    with PostgresServer.start(version=17, name="fw", hba_addresses=("10.9.9.9/32",)) as server:
+        server.create_role("outsider", "pw")
+        with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
+            psycopg.connect(server.url(user="outsider", password="pw")).close()
