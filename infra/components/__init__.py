@@ -1,0 +1,1 @@
+"""The stack's building blocks: one `pulumi.ComponentResource` per concern, each with typed Args."""
