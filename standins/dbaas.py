@@ -52,15 +52,26 @@ class Dbaas:
         pool_name: str = "handled-pool",
         pool_size: int = 15,
         hba_addresses: Sequence[str] = ("127.0.0.1/32",),
+        port: int | None = None,
+        pool_port: int | None = None,
     ) -> Dbaas:
-        """Start the cluster, create `admin_user`, `defaultdb` and `app_db`, then the pool."""
+        """Start the cluster, create `admin_user`, `defaultdb` and `app_db`, then the pool.
+
+        `hba_addresses` play DO's trusted sources; `port`/`pool_port` fix the direct and pool
+        ports (free ones are picked by default).
+        """
         base_dir = make_base_dir("handled-standins-dbaas-")
         server: PostgresServer | None = None
         try:
             ca = make_ca(base_dir / "ca", common_name="handled stand-in DBaaS CA")
             cert = ca.issue_server_cert(base_dir / "server")
             server = PostgresServer.start(
-                version=17, name="dbaas", tls=cert, require_tls=True, hba_addresses=hba_addresses
+                version=17,
+                name="dbaas",
+                tls=cert,
+                require_tls=True,
+                hba_addresses=hba_addresses,
+                port=port,
             )
             admin_password = new_password()
             server.create_role(admin_user, admin_password, createdb=True, createrole=True)
@@ -75,6 +86,7 @@ class Dbaas:
                 tls=cert,
                 require_tls=True,
                 server_tls=True,
+                port=pool_port,
             )
         except BaseException:
             if server is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+
 import psycopg
 import pytest
 
+from standins import postgres
 from standins.postgres import PostgresServer
-from standins.system import SERVICE_USER, process_owner
+from standins.system import SERVICE_USER, free_port, process_owner
 
 
 @pytest.mark.parametrize(("fixture", "version"), [("source_pg", 15), ("data_pg", 17)])
@@ -73,3 +76,15 @@ def test_hba_addresses_limit_tcp_but_not_setup():
         server.create_role("outsider", "pw")
         with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
             psycopg.connect(server.url(user="outsider", password="pw")).close()
+
+
+def test_start_retries_when_the_picked_port_is_taken(monkeypatch: pytest.MonkeyPatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy_port = taken.getsockname()[1]
+        ports = iter([busy_port])
+        monkeypatch.setattr(postgres, "free_port", lambda: next(ports, None) or free_port())
+        with PostgresServer.start(version=17, name="retry") as server:
+            assert server.port != busy_port
+            assert "could not bind" in server.log_path.read_text()
