@@ -9,7 +9,8 @@ What is checked, for every table of the source:
 - **Rows.** Row count and an order-independent checksum (:mod:`dbsplit.checksum`) computed inside
   each server. Tables with a single integer primary key larger than ``chunk_rows`` rows are
   split into key ranges ``[lo, hi)`` computed in parallel on both sides, and a range that differs
-  is bisected until it is at most :data:`NARROW_WIDTH` keys wide, so the report names the rows.
+  is bisected (any table with an integer key, chunked or not) down to single keys, or to a range
+  whose parts all differ (a dense difference), so the report names the rows.
   Partitioned tables are compared leaf by leaf (``FROM ONLY``), never parent and leaves twice.
 - **Sequences.** ``last_value`` and ``is_called`` are equal on the source and the target.
 - **Foreign keys.** Every foreign key on a target is validated (``convalidated``), and every
@@ -33,7 +34,7 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import psycopg
@@ -64,7 +65,7 @@ MAX_CHUNKS = 64
 #: A differing range is split into this many parts per bisection round...
 BISECT_PARTS = 16
 #: ...until it is at most this many keys wide.
-NARROW_WIDTH = 16
+NARROW_WIDTH = 1
 #: At most this many differing ranges per table are narrowed (and reported).
 MAX_RANGES = 8
 
@@ -690,20 +691,14 @@ def _compare(
     for i, diff_ranges in to_narrow:
         job = jobs[i]
         n = by_job[(job.table.schema, job.table.name, job.target)]
-        narrowed, more = _narrow(pool, conns, jobs, i, diff_ranges, hash_name)
         old = checks[n]
-        checks[n] = TableCheck(
-            old.schema,
-            old.name,
-            old.target,
-            old.status,
-            source_rows=old.source_rows,
-            target_rows=old.target_rows,
-            chunks=old.chunks,
+        counts = (old.source_rows or 0, old.target_rows or 0)
+        narrowed, more = _narrow(pool, conns, jobs, i, diff_ranges, hash_name, counts)
+        checks[n] = replace(
+            old,
             key=job.key,
             ranges=tuple(narrowed),
             more_ranges=more,
-            detail=old.detail,
             seconds=time.monotonic() - job.started,
         )
     return checks
@@ -793,12 +788,14 @@ def _narrow(
     index: int,
     ranges: list[KeyRange],
     hash_name: HashName,
+    counts: tuple[int, int],
 ) -> tuple[list[KeyRange], int]:
     """Bisect the differing ranges of ``job`` down to :data:`NARROW_WIDTH` keys.
 
-    A whole-table difference on a table with an integer key starts from its key bounds.
-    Returns the narrowest differing ranges (at most :data:`MAX_RANGES`) and how many more
-    differing ranges were left out.
+    A whole-table difference on a table with an integer key starts from its key bounds
+    (``counts`` are then the whole table's row counts). A range whose parts all differ is
+    reported as it is (the difference is dense there). Returns the narrowest differing ranges
+    (at most :data:`MAX_RANGES`) and how many more differing ranges were left out.
     """
     job = jobs[index]
     key = job.key
@@ -812,36 +809,44 @@ def _narrow(
             except _Failed:
                 return [], 0
         whole = _job_ranges(_Job(job.table, job.target, job.columns, key, 1, 0, 0.0, job.bounds))
-        ranges = [KeyRange(key, lo, hi, 0, 0) for lo, hi in whole]
+        ranges = [KeyRange(key, lo, hi, *counts) for lo, hi in whole]
     more = max(0, len(ranges) - MAX_RANGES)
     current = ranges[:MAX_RANGES]
-    while any(r.hi - r.lo > NARROW_WIDTH for r in current):
-        units: list[_Unit] = []
-        keep: list[KeyRange] = []
-        for r in current:
-            if r.hi - r.lo <= NARROW_WIDTH:
-                keep.append(r)
-                continue
-            for lo, hi in split_range(r.lo, r.hi, BISECT_PARTS):
-                units += [_Unit(index, side, lo, hi) for side in ("source", job.target)]
+    done: list[KeyRange] = []
+    while current:
+        done += [r for r in current if r.hi - r.lo <= NARROW_WIDTH]
+        wide = [r for r in current if r.hi - r.lo > NARROW_WIDTH]
+        if not wide:
+            break
+        children = [split_range(r.lo, r.hi, BISECT_PARTS) for r in wide]
+        units = [
+            _Unit(index, side, lo, hi)
+            for parts in children
+            for lo, hi in parts
+            for side in ("source", job.target)
+        ]
         sums = _run_units(pool, conns, jobs, units, hash_name, errors)
         if errors:
-            return current, more
+            done += wide
+            break
         found: list[KeyRange] = []
-        for u in units:
-            if u.side != "source":
-                continue
-            s = sums[u]
-            d = sums[_Unit(index, job.target, u.lo, u.hi)]
-            if s != d and u.lo is not None and u.hi is not None:
-                found.append(KeyRange(key, u.lo, u.hi, s.rows, d.rows))
-        if not found:  # the difference vanished: the data changed under us; keep the wider
-            return current, more
-        found = keep + found
+        for parent, parts in zip(wide, children, strict=True):
+            differing = []
+            for lo, hi in parts:
+                s = sums[_Unit(index, "source", lo, hi)]
+                d = sums[_Unit(index, job.target, lo, hi)]
+                if s != d:
+                    differing.append(KeyRange(key, lo, hi, s.rows, d.rows))
+            if not differing or len(differing) == len(parts):
+                done.append(parent)  # vanished (not frozen?) or dense: keep the parent
+            else:
+                found += differing
         found.sort(key=lambda r: r.lo)
-        more += max(0, len(found) - MAX_RANGES)
-        current = found[:MAX_RANGES]
-    return current, more
+        room = max(0, MAX_RANGES - len(done))
+        more += max(0, len(found) - room)
+        current = found[:room]
+    done.sort(key=lambda r: r.lo)
+    return done, more
 
 
 def _one_line(exc: BaseException) -> str:
