@@ -19,6 +19,13 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
+def server_user() -> str:
+    """The user the stand-in servers run as: SERVICE_USER under root, else the current user."""
+    if is_root():
+        return SERVICE_USER
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free on `host` a moment ago (bind port 0, read it, release it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

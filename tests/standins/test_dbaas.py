@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from standins.dbaas import Dbaas
-from standins.system import SERVICE_USER, process_owner
+from standins.system import process_owner, server_user
 from standins.tls import make_ca
 
 
@@ -115,8 +115,8 @@ def test_fresh_database_and_pool(dbaas: Dbaas, make_db):
 
 
 def test_processes_run_as_service_user(dbaas: Dbaas):
-    assert process_owner(dbaas.server.pid) == SERVICE_USER
-    assert process_owner(dbaas.bouncer.pid) == SERVICE_USER
+    assert process_owner(dbaas.server.pid) == server_user()
+    assert process_owner(dbaas.bouncer.pid) == server_user()
     assert dbaas.server.version == 17
 
 

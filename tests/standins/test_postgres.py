@@ -9,7 +9,7 @@ import pytest
 
 from standins import postgres
 from standins.postgres import PostgresServer
-from standins.system import SERVICE_USER, free_port, process_owner
+from standins.system import free_port, process_owner, server_user
 
 
 @pytest.mark.parametrize(("fixture", "version"), [("source_pg", 15), ("data_pg", 17)])
@@ -20,7 +20,7 @@ def test_server_version_and_owner(request: pytest.FixtureRequest, fixture: str, 
         row = conn.execute("SHOW server_version_num").fetchone()
     assert row is not None
     assert int(row[0]) // 10000 == version
-    assert process_owner(server.pid) == SERVICE_USER
+    assert process_owner(server.pid) == server_user()
 
 
 def test_roles_and_databases_are_idempotent(data_pg: PostgresServer, make_db):
