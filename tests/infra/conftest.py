@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
-
-# The provider package warns at import about resources it renamed (Gradient AI); none is used here.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import pulumi_digitalocean  # noqa: F401
 
 from tests.infra.harness import ProgramRun, run_program
 from tests.infra.schema_check import SchemaChecker

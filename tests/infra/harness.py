@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import runpy
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,12 @@ import pulumi
 import yaml
 from pulumi.runtime import settings
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
+
+# The provider warns at import about resources it renamed (Gradient AI), none of which is used:
+# import it here, quietly, before the program does.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import pulumi_digitalocean  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "infra" / "__main__.py"
@@ -57,6 +64,8 @@ class Recorded:
     urn: str = ""
     parent: str = ""
     protect: bool = False
+    #: input name -> URNs of the resources its value came from
+    dependencies: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,6 +157,9 @@ class RecordingMonitor(MockMonitor):
             recorded.urn = response.urn
             recorded.parent = request.parent
             recorded.protect = request.protect
+            recorded.dependencies = {
+                key: list(deps.urns) for key, deps in request.propertyDependencies.items()
+            }
         return response
 
 
@@ -180,11 +192,6 @@ def run_program(
         config.pop(key, None)
     run = run if run is not None else ProgramRun(stack=stack)
     mocks = RecordingMocks(run, droplet_region)
-    settings.reset_options(project=PROJECT, stack=stack)
-    pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks)
-    )
-    pulumi.runtime.set_all_config({f"{PROJECT}:{key}": value for key, value in config.items()})
 
     async def collect(outputs: Mapping[str, Any]) -> None:
         for name, value in outputs.items():
@@ -200,5 +207,13 @@ def run_program(
         assert root is not None
         return pulumi.Output.from_input(collect(root.outputs))  # type: ignore[attr-defined]
 
+    with warnings.catch_warnings():
+        # set_mocks creates the root stack's futures before an event loop runs; harmless here.
+        warnings.filterwarnings("ignore", "There is no current event loop", DeprecationWarning)
+        settings.reset_options(project=PROJECT, stack=stack)
+        pulumi.runtime.set_mocks(
+            mocks, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks)
+        )
+    pulumi.runtime.set_all_config({f"{PROJECT}:{key}": value for key, value in config.items()})
     program()
     return run
