@@ -1,0 +1,577 @@
+"""The stand-in VPS: the fixture back-office app installed for the deploy user and run by pm2.
+
+- `BackofficeApp`: the app tree in the deploy user's home (`~/handled` by default), installed
+  with `pnpm install --frozen-lockfile`, `pnpm db:generate` and `pnpm build`, run by the user's
+  own pm2 daemon (`~/.pm2`), with its env file `apps/backoffice/api/.env`.
+- `Vps`: an `SshHost`, the old PostgreSQL 15 server with the `handled` database, the local
+  PostgreSQL 17 DATA server with an empty `handled_data` database, and the app in single-DB mode.
+- `http_json`: a small HTTP probe (no curl) returning the status and the decoded JSON body.
+
+Every command that concerns the app runs over ssh as the deploy user, through its login shell,
+exactly as the deploy's commands do. Secrets go into files (mode 0600), never into a command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shlex
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from psycopg import sql
+
+from standins import cleanup
+from standins.postgres import PostgresServer
+from standins.scram import new_password
+from standins.sshd import DEFAULT_USER, SshHost
+from standins.system import free_port
+
+APP_SOURCE = Path(__file__).resolve().parent / "app"
+"""The fixture app's sources (what the deploy finds checked out on the VPS)."""
+CACHE_ROOT = Path("/var/cache/handled-standins")
+"""pnpm store and npm cache, kept across runs (one directory per deploy user)."""
+APP_DIR_NAME = "handled"
+ENV_RELATIVE = Path("apps/backoffice/api/.env")
+PM2_APPS = ("backoffice-api", "backoffice-web")
+SOURCE_DB = "handled"
+SOURCE_USER = "handled_user"
+DATA_DB = "handled_data"
+DATA_USER = "handled_data_user"
+_COPY_IGNORE = shutil.ignore_patterns("node_modules", "dist", "logs", ".env", "ports.json")
+
+
+class AppError(RuntimeError):
+    """The fixture app could not be installed, started or brought to health."""
+
+
+# ----- HTTP probe ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """One HTTP exchange: status 0 means no response (refused, reset, timed out)."""
+
+    status: int
+    body: Any
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def http_json(
+    url: str,
+    *,
+    method: str = "GET",
+    payload: Mapping[str, Any] | None = None,
+    timeout: float = 5.0,
+) -> HttpResult:
+    """Call `url` (loopback http only) and decode a JSON body; never raises for HTTP errors."""
+    if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
+        raise ValueError(f"http_json only calls loopback http URLs, not {url!r}")
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url, data=data, method=method, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return HttpResult(response.status, _decode(response.read()))
+    except urllib.error.HTTPError as err:
+        return HttpResult(err.code, _decode(err.read()))
+    except (urllib.error.URLError, OSError) as err:
+        return HttpResult(0, None, error=str(getattr(err, "reason", err)))
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", errors="replace")
+
+
+# ----- env files -----------------------------------------------------------------------------
+
+
+def render_env(values: Mapping[str, str]) -> str:
+    """`.env` text: one `KEY="value"` line per item (backslash, quote and newline escaped)."""
+    lines = []
+    for key, value in values.items():
+        if not key.replace("_", "").isalnum() or key[0].isdigit():
+            raise ValueError(f"invalid env variable name {key!r}")
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        lines.append(f'{key}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """Read `.env` text the way the app does (quotes, `export`, comments)."""
+    result: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if value.startswith('"') and value.rfind('"') > 0:
+            value = value[1 : value.rfind('"')]
+            value = (
+                value.replace("\\n", "\n")
+                .replace('\\"', '"')
+                .replace("\\t", "\t")
+                .replace("\\\\", "\\")
+            )
+        elif value.startswith("'") and value.rfind("'") > 0:
+            value = value[1 : value.rfind("'")]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].strip()
+        result[key.strip()] = value
+    return result
+
+
+# ----- the app -------------------------------------------------------------------------------
+
+
+def prepare_node_tools(ssh: SshHost) -> None:
+    """Give the deploy user a persistent pnpm store and npm cache (`~/.npmrc`).
+
+    The store lives in /var/cache/handled-standins/<user>/ so repeated runs install `pg`
+    without the network; pnpm still resolves from the lockfile exactly as on the VPS.
+    """
+    for tool in ("node", "pnpm", "pm2"):
+        if shutil.which(tool) is None:
+            raise AppError(
+                f"{tool} is not installed: run `npm install -g pm2@6 pnpm@9` "
+                "(the Makefile's system-deps)"
+            )
+    entry = pwd.getpwnam(ssh.user)
+    cache = CACHE_ROOT / ssh.user
+    for sub in ("pnpm-store", "pnpm-cache", "npm"):
+        (cache / sub).mkdir(parents=True, exist_ok=True)
+    CACHE_ROOT.chmod(0o755)
+    for root, dirs, files in os.walk(cache):
+        for name in [".", *dirs, *files]:
+            os.lchown(Path(root) / name, entry.pw_uid, entry.pw_gid)
+    npmrc = (
+        f"store-dir={cache / 'pnpm-store'}\n"
+        f"cache-dir={cache / 'pnpm-cache'}\n"
+        f"cache={cache / 'npm'}\n"
+        "prefer-offline=true\n"
+        "update-notifier=false\n"
+        "fund=false\n"
+        "audit=false\n"
+    )
+    _write_as(ssh, ssh.home / ".npmrc", npmrc, 0o644)
+
+
+def _write_as(ssh: SshHost, path: Path, text: str, mode: int) -> None:
+    """Write `path` as a file of the deploy user with `mode` (created with it: no wider window)."""
+    entry = pwd.getpwnam(ssh.user)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    path.chmod(mode)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+@dataclass
+class BackofficeApp:
+    """The fixture app installed in the deploy user's home, driven over ssh.
+
+    `api_port`/`web_port` are written to `ports.json` (read by `ecosystem.config.js`), so
+    `pm2 start`, `pm2 restart --update-env` and `pm2 startOrReload` all keep the same ports.
+    """
+
+    ssh: SshHost
+    app_dir: Path
+    api_port: int
+    web_port: int
+
+    @property
+    def env_path(self) -> Path:
+        """`apps/backoffice/api/.env`: the file the deploy rewrites."""
+        return self.app_dir / ENV_RELATIVE
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.api_url}/api/health"
+
+    # ----- files ---------------------------------------------------------------------------
+
+    def write_env(self, values: Mapping[str, str]) -> None:
+        """Replace the app's `.env` (mode 0600, owned by the deploy user)."""
+        _write_as(self.ssh, self.env_path, render_env(values), 0o600)
+
+    def read_env(self) -> dict[str, str]:
+        """The app's current `.env` as a dict ({} when there is none)."""
+        try:
+            return parse_env(self.env_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+
+    # ----- commands as the deploy user ------------------------------------------------------
+
+    def sh(self, command: str, *, timeout: float = 180.0, check: bool = True) -> str:
+        """Run `command` in the app dir as the deploy user; returns stdout+stderr.
+
+        Raises AppError with the output's tail when it fails and `check` is set.
+        """
+        result = self.ssh.run(f"cd {shlex.quote(str(self.app_dir))} && {command}", timeout=timeout)
+        output = result.stdout + result.stderr
+        if check and result.returncode != 0:
+            tail = "\n".join(output.strip().splitlines()[-20:])
+            raise AppError(f"`{command}` failed on the VPS (exit {result.returncode}):\n{tail}")
+        return output
+
+    def install(self) -> None:
+        """`pnpm install --frozen-lockfile`, `pnpm db:generate`, `pnpm build`."""
+        self.sh("pnpm install --frozen-lockfile --reporter=append-only")
+        self.sh("pnpm run --silent db:generate && pnpm run --silent build")
+
+    def migrate(self, which: str) -> str:
+        """`pnpm db:migrate:primary`, `db:migrate:data` or (`all`) `db:migrate`; the output."""
+        script = {"primary": "db:migrate:primary", "data": "db:migrate:data", "all": "db:migrate"}
+        return self.sh(f"pnpm run --silent {script[which]}")
+
+    def pm2(self, args: str, *, check: bool = True) -> str:
+        """`pm2 <args>` as the deploy user (its own daemon in ~/.pm2)."""
+        return self.sh(f"pm2 {args}", check=check, timeout=60)
+
+    def start(self, *, timeout: float = 30.0) -> dict[str, Any]:
+        """`pm2 start ecosystem.config.js` and wait for the API to answer; its health body."""
+        self.pm2("start ecosystem.config.js")
+        return self.wait_health(timeout=timeout, require_ok=False)
+
+    def restart(self, *, timeout: float = 30.0, require_ok: bool = True) -> dict[str, Any]:
+        """`pm2 restart backoffice-api backoffice-web --update-env`, as the deploy does.
+
+        Waits for a new API process (a different pid) to answer health; returns the body.
+        """
+        before = self.api_pid()
+        self.pm2(f"restart {' '.join(PM2_APPS)} --update-env")
+        return self.wait_health(timeout=timeout, require_ok=require_ok, not_pid=before)
+
+    def kill_pm2(self) -> None:
+        """Stop every app and the user's pm2 daemon (`pm2 kill`)."""
+        self.pm2("kill", check=False)
+
+    def processes(self) -> list[dict[str, Any]]:
+        """pm2's processes (name, pid, status, restarts) from `pm2 jlist`.
+
+        Only these fields are kept: jlist also carries every environment variable.
+        """
+        output = self.pm2("jlist")
+        start = output.find("[")
+        if start < 0:
+            raise AppError("pm2 jlist printed no JSON list")
+        raw = json.JSONDecoder().raw_decode(output[start:])[0]
+        return [
+            {
+                "name": proc.get("name"),
+                "pid": proc.get("pid"),
+                "status": proc.get("pm2_env", {}).get("status"),
+                "restarts": proc.get("pm2_env", {}).get("restart_time"),
+            }
+            for proc in raw
+        ]
+
+    def api_pid(self) -> int | None:
+        """The pid the running API reports in its health body (None when it does not answer)."""
+        result = http_json(self.health_url, timeout=5)
+        if isinstance(result.body, dict) and isinstance(result.body.get("pid"), int):
+            return int(result.body["pid"])
+        return None
+
+    # ----- health --------------------------------------------------------------------------
+
+    def health(self, *, timeout: float = 8.0) -> HttpResult:
+        """GET /api/health once: 200 with status ok, 503 with status degraded, 0 if down."""
+        return http_json(self.health_url, timeout=timeout)
+
+    def wait_health(
+        self,
+        *,
+        timeout: float = 30.0,
+        require_ok: bool = True,
+        mode: str | None = None,
+        not_pid: int | None = None,
+    ) -> dict[str, Any]:
+        """Poll /api/health until it answers (and is ok / in `mode` / from a new process)."""
+        deadline = time.monotonic() + timeout
+        last: HttpResult | None = None
+        while time.monotonic() < deadline:
+            last = self.health()
+            body = last.body
+            if isinstance(body, dict) and "status" in body:
+                fresh = not_pid is None or body.get("pid") != not_pid
+                good = not require_ok or body["status"] == "ok"
+                if fresh and good and (mode is None or body.get("mode") == mode):
+                    return body
+            time.sleep(0.25)
+        seen = (
+            json.dumps(last.body)[:600]
+            if last and last.body is not None
+            else (last.error if last else "-")
+        )
+        raise AppError(
+            f"API health at {self.health_url} not as expected after {timeout:.0f}s "
+            f"(last: {seen}); api log:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, app: str = "backoffice-api", lines: int = 15) -> str:
+        """The last lines of an app's pm2 logs (stdout and stderr)."""
+        parts = []
+        for stream in ("out", "err"):
+            path = self.app_dir / "logs" / f"{app}.{stream}.log"
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            parts += [f"[{stream}] {line}" for line in text.splitlines()[-lines:]]
+        return "\n".join(parts) or "(no pm2 logs yet)"
+
+
+def install_app(
+    ssh: SshHost,
+    *,
+    app_dir: Path | None = None,
+    api_port: int | None = None,
+    web_port: int | None = None,
+    source: Path = APP_SOURCE,
+) -> BackofficeApp:
+    """Copy the fixture app into the deploy user's home and install it (pnpm, generate, build).
+
+    The app dir is replaced if it exists. It is not started: write an env file, then `start()`.
+    """
+    prepare_node_tools(ssh)
+    target = app_dir if app_dir is not None else ssh.home / APP_DIR_NAME
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=_COPY_IGNORE, symlinks=True)
+    entry = pwd.getpwnam(ssh.user)
+    for root, dirs, files in os.walk(target):
+        for name in [".", *dirs, *files]:
+            os.lchown(Path(root) / name, entry.pw_uid, entry.pw_gid)
+    app = BackofficeApp(
+        ssh=ssh,
+        app_dir=target,
+        api_port=api_port if api_port is not None else free_port(),
+        web_port=web_port if web_port is not None else free_port(),
+    )
+    ports = json.dumps({"api": app.api_port, "web": app.web_port}) + "\n"
+    _write_as(ssh, target / "ports.json", ports, 0o644)
+    app.install()
+    return app
+
+
+# ----- the VPS -------------------------------------------------------------------------------
+
+
+SourceSeeder = Callable[[PostgresServer, str, str], None]
+"""`seed(server, dbname, owner)`: fills the old database (schemas, tables, rows)."""
+
+
+@dataclass
+class Vps:
+    """The whole VPS side: ssh, the old PG15 `handled` database, the PG17 DATA server, the app.
+
+    The app runs in single-DB mode on `handled` as `handled_user`. DATA has an empty
+    `handled_data` database owned by `handled_data_user`. Servers passed in (e.g. the session
+    fixtures) are left running at `stop()`; the databases and roles made here are dropped.
+    """
+
+    ssh: SshHost
+    app: BackofficeApp
+    source: PostgresServer
+    data: PostgresServer
+    source_db: str
+    source_user: str
+    source_password: str = field(repr=False)
+    data_db: str
+    data_user: str
+    data_password: str = field(repr=False)
+    auth_secret: str = field(repr=False)
+    _owned: list[Any] = field(default_factory=list, repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        ssh: SshHost | None = None,
+        source: PostgresServer | None = None,
+        data: PostgresServer | None = None,
+        user: str = DEFAULT_USER,
+        source_db: str = SOURCE_DB,
+        data_db: str = DATA_DB,
+        seed: SourceSeeder | None = None,
+        start_app: bool = True,
+    ) -> Vps:
+        """Set up everything (about 5-10 s with servers passed in); the app healthy in single mode.
+
+        `seed` fills the old database before the app's migrations run (which then only record
+        themselves); without it the migrations create empty tables and `seed_minimal` adds rows.
+        """
+        owned: list[Any] = []
+        try:
+            if ssh is None:
+                ssh = SshHost.start(user=user)
+                owned.append(ssh)
+            if source is None:
+                source = PostgresServer.start(version=15, name="vps-source")
+                owned.append(source)
+            if data is None:
+                data = PostgresServer.start(version=17, name="vps-data")
+                owned.append(data)
+            source_password = new_password()
+            data_password = new_password()
+            _fresh_database(source, source_db, SOURCE_USER, source_password)
+            _fresh_database(data, data_db, DATA_USER, data_password)
+            if seed is not None:
+                seed(source, source_db, SOURCE_USER)
+            app = install_app(ssh)
+            vps = cls(
+                ssh=ssh,
+                app=app,
+                source=source,
+                data=data,
+                source_db=source_db,
+                source_user=SOURCE_USER,
+                source_password=source_password,
+                data_db=data_db,
+                data_user=DATA_USER,
+                data_password=data_password,
+                auth_secret=secrets.token_urlsafe(32),
+                _owned=owned,
+            )
+            cleanup.track(vps)
+            app.write_env(vps.single_env())
+            app.migrate("all")
+            if seed is None:
+                seed_minimal(source, source_db)
+            if start_app:
+                app.start()
+                app.wait_health(mode="single")
+        except BaseException:
+            for thing in reversed(owned):
+                thing.stop()
+            raise
+        return vps
+
+    # ----- URLs and env files --------------------------------------------------------------
+
+    def source_url(self) -> str:
+        """The old database as the app's role (what single-DB mode's DATABASE_URL holds)."""
+        return self.source.url(self.source_db, user=self.source_user, password=self.source_password)
+
+    def data_url(self) -> str:
+        """The DATA database as its owner role (DATA_DATABASE_URL)."""
+        return self.data.url(self.data_db, user=self.data_user, password=self.data_password)
+
+    def single_env(self) -> dict[str, str]:
+        """The pre-split `.env`: single-DB mode on the old database."""
+        url = self.source_url()
+        return {
+            "SPLIT_DB_MODE": "false",
+            "DATABASE_URL": url,
+            "PRIMARY_DATABASE_URL": url,
+            "AUTH_SECRET": self.auth_secret,
+        }
+
+    def split_env(self, *, primary_pool_url: str, primary_direct_url: str) -> dict[str, str]:
+        """A post-split `.env` (what the deploy writes), for tests of the app itself."""
+        return {
+            "SPLIT_DB_MODE": "true",
+            "PRIMARY_DATABASE_URL": primary_pool_url,
+            "PRIMARY_DIRECT_URL": primary_direct_url,
+            "DATA_DATABASE_URL": self.data_url(),
+            "AUTH_SECRET": self.auth_secret,
+        }
+
+    # ----- lifecycle -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Kill pm2, drop the databases and roles, stop what this Vps started; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        cleanup.untrack(self)
+        # sshd may already be gone; SshHost.stop then kills the user's leftover processes.
+        with contextlib.suppress(Exception):
+            self.app.kill_pm2()
+        for server, db, role in (
+            (self.source, self.source_db, self.source_user),
+            (self.data, self.data_db, self.data_user),
+        ):
+            if server not in self._owned:
+                _drop_database(server, db, role)
+        for thing in reversed(self._owned):
+            thing.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _fresh_database(server: PostgresServer, name: str, owner: str, password: str) -> None:
+    """(Re)create database `name` owned by login role `owner` with `password`."""
+    _drop_database(server, name, None)
+    server.create_role(owner, password)
+    server.create_database(name, owner=owner)
+
+
+def _drop_database(server: PostgresServer, name: str, role: str | None) -> None:
+    # Best effort at teardown: the server may already be stopping.
+    with contextlib.suppress(Exception):
+        server.drop_database(name)
+        if role is not None:
+            server.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def seed_minimal(server: PostgresServer, dbname: str, *, users: int = 3) -> None:
+    """A few rows for the app's endpoints: users, roles, customers, carriers, services."""
+    with server.connect(dbname) as conn:
+        conn.execute(
+            "INSERT INTO config.users (email, name) SELECT 'user' || i || '@example.com', "
+            "'User ' || i FROM generate_series(1, %s) AS i ON CONFLICT DO NOTHING",
+            [users],
+        )
+        conn.execute("INSERT INTO config.roles (name) VALUES ('admin') ON CONFLICT DO NOTHING")
+        conn.execute(
+            "INSERT INTO customer.customers (name) SELECT 'Customer ' || i "
+            "FROM generate_series(1, 2) AS i"
+        )
+        conn.execute(
+            "INSERT INTO reference.carriers (code, name) VALUES ('ups', 'UPS'), "
+            "('dhl', 'DHL') ON CONFLICT DO NOTHING"
+        )
