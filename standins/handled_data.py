@@ -208,8 +208,9 @@ class Sizes:
         """Row counts whose loaded size is about ``scale_mb`` megabytes.
 
         Bytes per row (heap, TOAST and indexes) were measured on PostgreSQL 15: import_rows
-        ~520, delivery_matrix ~135, events ~375; the database adds ~8 MB of catalogs. The bulk split: import_rows 55 %,
-        delivery_matrix 25 %, events 14 %, the rest (customers, users...) about 6 %.
+        ~520, delivery_matrix ~135, events ~375; the database adds ~8 MB of catalogs. The bulk
+        split: import_rows 55 %, delivery_matrix 25 %, events 14 %, the rest (customers, users,
+        ...) about 6 %.
         """
         mb = max(1, scale_mb) * 1024 * 1024
         import_rows = max(1000, int(mb * 0.55 / 520))
