@@ -57,7 +57,7 @@ def connect(
         raise
     except psycopg.Error as exc:
         raise ConnectError(
-            f"cannot connect to {what} {url.redacted()}: {_first_line(exc)}"
+            f"cannot connect to {what} {url.redacted()}: {first_line(exc)}"
         ) from None
     try:
         with conn.cursor() as cur:
@@ -68,14 +68,18 @@ def connect(
     except psycopg.Error as exc:
         conn.close()
         raise ConnectError(
-            f"cannot set up session on {what} {url.redacted()}: {_first_line(exc)}"
+            f"cannot set up session on {what} {url.redacted()}: {first_line(exc)}"
         ) from None
     return conn
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of ``exc``'s message, passwords redacted."""
     text = redact(str(exc)).strip()
     for line in text.splitlines():
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+_first_line = first_line

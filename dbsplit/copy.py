@@ -1,0 +1,252 @@
+"""Table data: one snapshot, worker processes, COPY streams, one transaction per part.
+
+Every worker process imports the snapshot the main process exported (``SET TRANSACTION
+SNAPSHOT``), so all parts see the source exactly as of one instant. A part is a whole table,
+or a ctid page range of a large one. Each part is copied in one target transaction that also
+inserts its ``_dbsplit.progress`` row: after ``kill -9`` a part is either entirely there and
+recorded, or absent, and the rerun copies exactly the absent ones.
+
+A table copied as one part gets ``TRUNCATE ONLY`` + ``COPY ... (FREEZE)`` in that transaction
+(rows written frozen; nothing to vacuum afterwards). Generated columns are never sent; identity
+``ALWAYS`` columns keep their values (COPY does not apply ``OVERRIDING``). Rows go into
+leaf partitions directly, never through the partitioned parent.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dbsplit import state
+from dbsplit.catalog import Table
+from dbsplit.config import Target
+from dbsplit.connect import connect, first_line
+from dbsplit.errors import SplitError
+from dbsplit.urls import PgUrl
+
+#: Bytes gathered from COPY OUT (one block per row) before one write to COPY IN.
+BATCH_BYTES = 128 * 1024
+#: The most parts one table is split into.
+MAX_PARTS = 32
+BLOCK_SIZE = 8192
+
+
+@dataclass(frozen=True)
+class Part:
+    """One unit of copy work: a whole table, or the ctid page range ``[lo, hi)`` of one."""
+
+    target: Target
+    schema: str
+    name: str
+    part: int
+    parts: int
+    #: First page (inclusive) and last page (exclusive, None for open-ended) of the range;
+    #: both None for a whole-table part.
+    lo: int | None
+    hi: int | None
+    columns: tuple[str, ...]
+    binary: bool
+    #: Disable the table's user triggers around the COPY (an app-created table).
+    disable_triggers: bool
+    est_bytes: int
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def whole(self) -> bool:
+        return self.parts == 1
+
+
+@dataclass(frozen=True)
+class PartResult:
+    target: Target
+    qualname: str
+    part: int
+    parts: int
+    rows: int
+    bytes: int
+    seconds: float
+
+
+def split_bounds(table: Table, chunk_bytes: int) -> list[int]:
+    """Page bounds splitting ``table`` into ranges of about ``chunk_bytes`` (``[0]``: one part)."""
+    size = table.relation_bytes
+    if chunk_bytes <= 0 or size <= chunk_bytes:
+        return [0]
+    pages = max(1, math.ceil(size / BLOCK_SIZE))
+    parts = min(MAX_PARTS, math.ceil(size / chunk_bytes))
+    step = max(1, math.ceil(pages / parts))
+    return list(range(0, pages, step))
+
+
+def make_parts(
+    target: Target,
+    table: Table,
+    bounds: list[int],
+    *,
+    binary: bool,
+    disable_triggers: bool,
+) -> list[Part]:
+    """The parts of ``table`` for the recorded ``bounds``."""
+    cols = tuple(c.name for c in table.copy_columns)
+    n = len(bounds)
+    if disable_triggers:
+        bounds, n = [0], 1  # ALTER TABLE locks would serialise the parts anyway
+    out = []
+    for i, lo in enumerate(bounds):
+        hi = bounds[i + 1] if i + 1 < n else None
+        out.append(
+            Part(
+                target=target,
+                schema=table.schema,
+                name=table.name,
+                part=i,
+                parts=n,
+                lo=None if n == 1 else lo,
+                hi=hi,
+                columns=cols,
+                binary=binary,
+                disable_triggers=disable_triggers,
+                est_bytes=max(table.size_bytes // n, 1),
+            )
+        )
+    return out
+
+
+def copy_out_query(part: Part) -> sql.Composed:
+    """The source side: ``COPY ... TO STDOUT`` for ``part``."""
+    table = sql.Identifier(part.schema, part.name)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in part.columns)
+    fmt = sql.SQL("BINARY" if part.binary else "TEXT")
+    if part.lo is None:
+        return sql.SQL("COPY {} ({}) TO STDOUT (FORMAT {})").format(table, cols, fmt)
+    where = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({part.lo},0)"))
+    if part.hi is not None:
+        where = sql.SQL("{} AND ctid < {}::tid").format(where, sql.Literal(f"({part.hi},0)"))
+    return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT (FORMAT {})").format(
+        cols, table, where, fmt
+    )
+
+
+def copy_in_query(part: Part) -> sql.Composed:
+    """The target side: ``COPY ... FROM STDIN``, with ``FREEZE`` for a whole-table part."""
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}{})").format(
+        sql.Identifier(part.schema, part.name),
+        sql.SQL(", ").join(sql.Identifier(c) for c in part.columns),
+        sql.SQL("BINARY" if part.binary else "TEXT"),
+        sql.SQL(", FREEZE" if part.whole else ""),
+    )
+
+
+def stream(
+    src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], part: Part
+) -> tuple[int, int]:
+    """Stream ``part`` from ``src`` to ``tgt`` (both in a transaction); ``(rows, bytes)``."""
+    nbytes = 0
+    with src.cursor() as scur, tgt.cursor() as tcur:
+        with scur.copy(copy_out_query(part)) as cin, tcur.copy(copy_in_query(part)) as cout:
+            buf = bytearray()
+            for block in cin:
+                buf += block
+                if len(buf) >= BATCH_BYTES:
+                    nbytes += len(buf)
+                    cout.write(bytes(buf))
+                    buf.clear()
+            if buf:
+                nbytes += len(buf)
+                cout.write(bytes(buf))
+        rows = tcur.rowcount
+    return max(rows, 0), nbytes
+
+
+def copy_part(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], part: Part) -> PartResult:
+    """Copy one part in one target transaction that also records it."""
+    start = time.monotonic()
+    table = sql.Identifier(part.schema, part.name)
+    with tgt.transaction():
+        if part.disable_triggers:
+            tgt.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(table))
+        if part.whole:
+            tgt.execute(sql.SQL("TRUNCATE ONLY {}").format(table))
+        rows, nbytes = stream(src, tgt, part)
+        if part.disable_triggers:
+            tgt.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(table))
+        secs = time.monotonic() - start
+        state.record_part(tgt, part.qualname, part.part, rows, nbytes, secs)
+    return PartResult(part.target, part.qualname, part.part, part.parts, rows, nbytes, secs)
+
+
+# ----- worker processes ---------------------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(source: PgUrl, targets: dict[Target, PgUrl], snapshot: str) -> None:
+    # An initializer that raises makes the pool respawn workers forever: keep the error for
+    # the first task instead.
+    _worker["urls"] = targets
+    _worker["targets"] = {}
+    try:
+        src = connect(source, what="source")
+        src.execute("SET idle_in_transaction_session_timeout = 0")
+        src.commit()
+        src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        src.read_only = True
+        src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        _worker["source"] = src
+    except SplitError as exc:
+        _worker["error"] = exc
+    except psycopg.Error as exc:
+        _worker["error"] = SplitError(f"cannot import the source snapshot: {first_line(exc)}")
+
+
+def _run_part(part: Part) -> PartResult:
+    if "error" in _worker:
+        raise _worker["error"]
+    conns: dict[Target, psycopg.Connection[Any]] = _worker["targets"]
+    name = part.target.value.upper()
+    try:
+        tgt = conns.get(part.target)
+        if tgt is None:
+            tgt = connect(_worker["urls"][part.target], what=name, autocommit=True)
+            conns[part.target] = tgt
+        return copy_part(_worker["source"], tgt, part)
+    except psycopg.Error as exc:
+        raise SplitError(
+            f"copy of {part.qualname} (part {part.part + 1}/{part.parts}) to {name} failed: "
+            f"{first_line(exc)}"
+        ) from None
+
+
+def run_parts(
+    parts: list[Part],
+    *,
+    source: PgUrl,
+    targets: dict[Target, PgUrl],
+    snapshot: str,
+    jobs: int,
+    on_done: Callable[[PartResult], None],
+) -> None:
+    """Copy ``parts`` (largest first) with ``jobs`` worker processes sharing ``snapshot``.
+
+    Workers are spawned (not forked): they inherit no connection of the main process, and
+    receive the URLs through a pipe, never on a command line.
+    """
+    if not parts:
+        return
+    ordered = sorted(parts, key=lambda p: p.est_bytes, reverse=True)
+    jobs = max(1, min(jobs, len(ordered)))
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(source, targets, snapshot)) as pool:
+        results: Iterator[PartResult] = pool.imap_unordered(_run_part, ordered, chunksize=1)
+        for result in results:
+            on_done(result)

@@ -1,0 +1,355 @@
+"""The orchestrator: ``plan`` and ``migrate`` as a list of steps, pgcopydb style.
+
+::
+
+    STEP 1  read the catalogs (source under an exported snapshot) and plan; refuse on blockers
+    STEP 2  prepare each target: bookkeeping, extensions, pre-data DDL (or, for tables the
+            app's migrations made, drop their foreign keys, recording them)
+    STEP 3  copy the rows: worker processes, one snapshot, one transaction per table part
+    STEP 4  post-data DDL: primary keys, unique constraints, indexes (parallel), triggers...
+    STEP 5  foreign keys: NOT VALID, then VALIDATE
+    STEP 6  sequences: the source's last_value and is_called
+    STEP 7  refresh materialized views, and record the target as done
+
+Every step records itself in the target it changed, in the same transaction, and is skipped
+when a rerun finds it recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from dbsplit import copy, finish, pgtools, schema, state
+from dbsplit.catalog import Catalog, read_catalog
+from dbsplit.config import SplitConfig, Target
+from dbsplit.connect import connect, first_line
+from dbsplit.errors import BlockedError, SplitError
+from dbsplit.plan import MODE_CREATE, SplitPlan, TargetState, build_plan
+from dbsplit.progress import LogProgress, Progress
+from dbsplit.report import MigrateReport
+from dbsplit.urls import PgUrl
+
+#: Tables smaller than this are never split into ranges.
+MIN_SPLIT_BYTES = 16 * 1024 * 1024
+
+
+def default_jobs() -> int:
+    """Worker processes by default: the machine's cores, at least 2."""
+    return max(2, os.cpu_count() or 2)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How ``migrate`` runs."""
+
+    jobs: int = 0
+    drop_cross_db_fks: bool = False
+    pg_dump: str | None = None
+    #: Split tables larger than this into ctid ranges (None: decided from the data size).
+    split_bytes: int | None = None
+
+
+@dataclass
+class _Session:
+    source_url: PgUrl
+    urls: dict[Target, PgUrl]
+    src: psycopg.Connection[Any]
+    snapshot: str
+    catalog: Catalog
+    targets: dict[Target, psycopg.Connection[Any]]
+    states: dict[Target, TargetState]
+    plan: SplitPlan
+    #: The targets' catalogs once prepared (STEP 2).
+    target_catalogs: dict[Target, Catalog] = field(default_factory=dict)
+
+
+@contextmanager
+def session(
+    *,
+    source: PgUrl,
+    primary: PgUrl,
+    data: PgUrl,
+    config: SplitConfig,
+    drop_cross_db_fks: bool = False,
+) -> Iterator[_Session]:
+    """Connect, export a snapshot of the source, read every catalog and build the plan.
+
+    Reads only. The snapshot stays valid while the context is open.
+    """
+    urls = {Target.PRIMARY: primary, Target.DATA: data}
+    with ExitStack() as stack:
+        src = stack.enter_context(connect(source, what="source"))
+        try:
+            src.execute("SET idle_in_transaction_session_timeout = 0")
+            src.commit()
+            src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            src.read_only = True
+            row = src.execute("SELECT pg_export_snapshot()").fetchone()
+            assert row is not None
+            snapshot = str(row[0])
+            catalog = read_catalog(src)
+        except psycopg.Error as exc:
+            raise SplitError(f"cannot read the source catalog: {first_line(exc)}") from None
+        conns = {
+            t: stack.enter_context(connect(u, what=t.value.upper(), autocommit=True))
+            for t, u in urls.items()
+        }
+        states = {}
+        for t, conn in conns.items():
+            routed = [
+                (tb.schema, tb.name)
+                for tb in catalog.tables
+                if config.target_of(tb.schema) is t
+                and not config.is_excluded_table(tb.schema, tb.name)
+            ]
+            try:
+                states[t] = state.inspect_target(conn, routed)
+            except psycopg.Error as exc:
+                raise SplitError(
+                    f"cannot read the catalog of {t.value.upper()}: {first_line(exc)}"
+                ) from None
+        plan = build_plan(catalog, config, states, drop_cross_db_fks=drop_cross_db_fks)
+        yield _Session(source, urls, src, snapshot, catalog, conns, states, plan)
+
+
+def make_plan(
+    *, source: PgUrl, primary: PgUrl, data: PgUrl, config: SplitConfig, drop_cross_db_fks: bool
+) -> SplitPlan:
+    """Read the three databases and return the plan (writes nothing)."""
+    with session(
+        source=source,
+        primary=primary,
+        data=data,
+        config=config,
+        drop_cross_db_fks=drop_cross_db_fks,
+    ) as s:
+        return s.plan
+
+
+def migrate(
+    *,
+    source: PgUrl,
+    primary: PgUrl,
+    data: PgUrl,
+    config: SplitConfig,
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> MigrateReport:
+    """Copy the source into PRIMARY and DATA; resumable, idempotent.
+
+    Raises :class:`BlockedError` (nothing written) when the plan has blockers.
+    """
+    opts = options or Options()
+    out: Progress = progress or LogProgress()
+    report = MigrateReport()
+    t0 = time.monotonic()
+    out.step("STEP 1/7: read the catalogs and plan")
+    with session(
+        source=source,
+        primary=primary,
+        data=data,
+        config=config,
+        drop_cross_db_fks=opts.drop_cross_db_fks,
+    ) as s:
+        plan = s.plan
+        if not plan.ok:
+            more = f" (and {len(plan.blockers) - 1} more: see dbsplit plan)"
+            raise BlockedError(
+                f"nothing was written: {plan.blockers[0]}"
+                + (more if len(plan.blockers) > 1 else "")
+            )
+        report.skipped_fks = [
+            {"name": fk.name, "from": fk.qualtable, "to": fk.qualref} for fk in plan.cross_fks
+        ]
+        todo = [t for t in s.targets if not s.states[t].finished]
+        if not todo:
+            out.info("both targets are already complete: nothing to do")
+            report.already_done = True
+        else:
+            _run(s, todo, opts, out, report)
+        for t, conn in s.targets.items():
+            for rel, parts in state.done_parts(conn).items():
+                for _, (rows, nbytes, secs) in sorted(parts.items()):
+                    report.add_part(rel, t.value, rows, nbytes, secs)
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _run(s: _Session, todo: list[Target], opts: Options, out: Progress, rep: MigrateReport) -> None:
+    jobs = opts.jobs or default_jobs()
+    plan = s.plan
+    timer = _Timer(rep)
+
+    with timer("prepare"):
+        out.step("STEP 2/7: prepare the targets")
+        scripts = _dump_schemas(s, todo, opts)
+        for t in todo:
+            conn, tp = s.targets[t], plan.target(t)
+            state.ensure_schema(conn)
+            schema.create_extensions(conn, tp.extensions, s.catalog)
+            if tp.mode == MODE_CREATE:
+                if not s.states[t].created_by_dbsplit:
+                    out.info(f"{t.value.upper()}: creating schemas {', '.join(tp.schemas)}")
+                    schema.apply_pre_data(conn, tp.schemas, scripts[t])
+            else:
+                routed = {tb.qualname for tb in plan.tables_for(t)}
+                finish.drop_foreign_keys(conn, s.states[t].catalog, routed)
+        s.target_catalogs.update({t: read_catalog(s.targets[t]) for t in todo})
+
+    with timer("copy"):
+        parts = _parts(s, todo, opts, jobs)
+        out.step(f"STEP 3/7: copy the rows ({len(parts)} table parts, {jobs} workers)")
+        tables: dict[str, tuple[int, int]] = {}
+        for p in parts:
+            n, b = tables.get(p.qualname, (0, 0))
+            tables[p.qualname] = (n + 1, b + p.est_bytes)
+        out.start_copy(tables)
+        try:
+            copy.run_parts(
+                parts,
+                source=s.source_url,
+                targets=s.urls,
+                snapshot=s.snapshot,
+                jobs=jobs,
+                on_done=lambda r: out.part_done(r.qualname, r.part, r.parts, r.rows, r.bytes),
+            )
+        finally:
+            out.end_copy()
+        s.src.rollback()  # the snapshot is no longer needed
+
+    with timer("post-data"):
+        out.step("STEP 4/7: primary keys, indexes, constraints, triggers")
+        for t in todo:
+            if plan.target(t).mode != MODE_CREATE:
+                continue
+            done = state.done_steps(s.targets[t])
+            order = [
+                tb.ident.as_string()
+                for tb in sorted(plan.tables_for(t), key=lambda x: -x.size_bytes)
+            ]
+            url = s.urls[t]
+            name = t.value.upper()
+
+            def opener(url: PgUrl = url, name: str = name) -> psycopg.Connection[Any]:
+                return connect(url, what=name, autocommit=True)
+
+            schema.apply_post_data(opener, scripts[t], done, jobs, order)
+
+    with timer("foreign keys"):
+        out.step("STEP 5/7: foreign keys (NOT VALID, then VALIDATE)")
+        for t in todo:
+            conn = s.targets[t]
+            if "fks" in state.done_steps(conn):
+                continue
+            if plan.target(t).mode == MODE_CREATE:
+                finish.add_foreign_keys(conn, plan.fks_for(t), s.catalog)
+            else:
+                finish.restore_dropped_foreign_keys(conn, s.target_catalogs[t])
+            with conn.transaction():
+                state.record_step(conn, "fks")
+        for fk in plan.cross_fks:
+            out.info(f"left out foreign key {fk.name}: {fk.qualtable} -> {fk.qualref}")
+
+    with timer("sequences"):
+        out.step("STEP 6/7: sequences")
+        for t in todo:
+            seqs = s.catalog.sequences_in(plan.target(t).schemas)
+            try:
+                values = finish.read_sequences(s.src, seqs)
+                s.src.rollback()
+            except psycopg.Error as exc:
+                raise SplitError(f"cannot read source sequences: {first_line(exc)}") from None
+            finish.set_sequences(s.targets[t], values)
+
+    with timer("materialized views"):
+        out.step("STEP 7/7: refresh materialized views")
+        for t in todo:
+            conn = s.targets[t]
+            if "matviews" not in state.done_steps(conn):
+                finish.refresh_matviews(conn, s.catalog.matviews_in(plan.target(t).schemas))
+            with conn.transaction():
+                state.record_step(conn, state.STEP_DONE)
+
+
+class _Timer:
+    def __init__(self, report: MigrateReport) -> None:
+        self.report = report
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        yield
+        self.report.steps.append({"step": name, "seconds": round(time.monotonic() - t0, 3)})
+
+
+def _dump_schemas(s: _Session, todo: list[Target], opts: Options) -> dict[Target, Any]:
+    """pg_dump the DDL of each target that dbsplit creates (both dumps in parallel)."""
+    need = [
+        t
+        for t in todo
+        if s.plan.target(t).mode == MODE_CREATE
+        and "post-data" not in state.done_steps(s.targets[t])
+    ]
+    if not need:
+        return {}
+    pg_dump = pgtools.find_tool("pg_dump", opts.pg_dump)
+    major = s.catalog.server_version // 10000
+
+    def one(t: Target) -> Any:
+        return schema.dump(
+            s.source_url,
+            s.plan.target(t).schemas,
+            pg_dump=pg_dump,
+            snapshot=s.snapshot,
+            source_major=major,
+            exclude_tables=[t.qualname for t in s.plan.tables if t.skipped == "excluded"],
+        )
+
+    with ThreadPoolExecutor(len(need)) as pool:
+        return dict(zip(need, pool.map(one, need), strict=True))
+
+
+def _parts(s: _Session, todo: list[Target], opts: Options, jobs: int) -> list[copy.Part]:
+    tables = [(t, tb) for t in todo for tb in s.plan.tables_for(t) if tb.has_data]
+    total = sum(tb.relation_bytes for _, tb in tables)
+    chunk = opts.split_bytes
+    if chunk is None:
+        chunk = max(MIN_SPLIT_BYTES, total // (jobs * 4) if jobs > 1 else total + 1)
+    parts: list[copy.Part] = []
+    for t in todo:
+        conn = s.targets[t]
+        recorded = state.split_bounds(conn)
+        done = state.done_parts(conn)
+        tcat = s.target_catalogs[t]
+        new_splits: dict[str, list[int]] = {}
+        mine = [tb for tt, tb in tables if tt is t]
+        for tb in mine:
+            bounds = recorded.get(tb.qualname)
+            if bounds is None:
+                bounds = copy.split_bounds(tb, chunk)
+                if len(bounds) > 1:
+                    new_splits[tb.qualname] = bounds
+            target_table = tcat.table(tb.schema, tb.name)
+            binary = all(c.binary_safe for c in tb.copy_columns) and (
+                target_table is None
+                or all(
+                    (tc := target_table.column(c.name)) is not None and tc.type == c.type
+                    for c in tb.copy_columns
+                )
+            )
+            app_made = s.plan.target(t).mode != MODE_CREATE
+            triggers = bool(app_made and target_table is not None and target_table.triggers)
+            for p in copy.make_parts(t, tb, bounds, binary=binary, disable_triggers=triggers):
+                if p.part not in done.get(tb.qualname, {}):
+                    parts.append(p)
+        if new_splits:
+            state.record_splits(conn, new_splits)
+    return parts
