@@ -45,8 +45,9 @@ class ManagedPostgresArgs:
     maintenance_hour: str = "04:00"
     backup_hour: int = 3
     backup_minute: int = 30
-    #: Server-wide default; a session (the data copy) may raise it for itself.
-    idle_in_transaction_session_timeout_ms: int = 60_000
+    #: Server-wide default (5 min) that frees pool slots held by abandoned transactions; a
+    #: session that must idle longer (the data copy) sets its own.
+    idle_in_transaction_session_timeout_ms: int = 300_000
     log_min_duration_statement_ms: int = 1_000
     tags: Sequence[str] = ()
     protect: bool = True

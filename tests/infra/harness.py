@@ -12,6 +12,7 @@ percent-encoding).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 import threading
@@ -215,5 +216,26 @@ def run_program(
             mocks, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks)
         )
     pulumi.runtime.set_all_config({f"{PROJECT}:{key}": value for key, value in config.items()})
-    program()
+    try:
+        program()
+    except Exception:
+        _quiet_abandoned_futures()
+        raise
     return run
+
+
+def _quiet_abandoned_futures() -> None:
+    """After a run that failed on purpose, don't log the resources' failed futures at exit.
+
+    The error itself reaches the test; asyncio would also print every future that carried it
+    ("Future exception was never retrieved") when they are garbage-collected.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loop = asyncio.get_event_loop()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != "Future exception was never retrieved":
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

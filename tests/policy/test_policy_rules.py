@@ -38,75 +38,85 @@ def check(
 @pytest.mark.parametrize(
     ("policy", "resource_type", "good", "bad", "expected"),
     [
-        (
+        pytest.param(
             policies.POSTGRES_VERSION,
             CLUSTER,
             CLUSTER_PROPS,
             CLUSTER_PROPS | {"version": "16"},
             "cluster 'subject' runs PostgreSQL '16'; PRIMARY needs 17 or later",
+            id="postgres-version-16",
         ),
-        (
+        pytest.param(
             policies.POSTGRES_VERSION,
             CLUSTER,
             CLUSTER_PROPS | {"version": "18"},
             {k: v for k, v in CLUSTER_PROPS.items() if k != "version"},
             "cluster 'subject' runs PostgreSQL None",
+            id="postgres-version-unpinned",
         ),
-        (
+        pytest.param(
             policies.ALLOWED_REGIONS,
             CLUSTER,
             CLUSTER_PROPS,
             CLUSTER_PROPS | {"region": "sfo3"},
             "cluster 'subject' is in region 'sfo3'; allowed: ['nyc3']",
+            id="region-cluster",
         ),
-        (
+        pytest.param(
             policies.ALLOWED_REGIONS,
             BUCKET,
             {"name": "b"},
             BUCKET_PROPS | {"region": "ams3"},
             "bucket 'subject' is in region 'ams3'",
+            id="region-bucket",
         ),
-        (
+        pytest.param(
             policies.FIREWALL_NOT_OPEN,
             FIREWALL,
             {"clusterId": "c", "rules": [{"type": "ip_addr", "value": "159.203.64.10"}]},
             {"clusterId": "c", "rules": [{"type": "ip_addr", "value": "0.0.0.0/0"}]},
             "rule {'type': 'ip_addr', 'value': '0.0.0.0/0'} admits every address",
+            id="firewall-open-all",
         ),
-        (
+        pytest.param(
             policies.FIREWALL_NOT_OPEN,
             FIREWALL,
             {"clusterId": "c", "rules": [{"type": "ip_addr", "value": "10.10.0.0/16"}]},
             {"clusterId": "c", "rules": [{"type": "ip_addr", "value": "128.0.0.0/1"}]},
             "admits a public range wider than /24",
+            id="firewall-wide-public",
         ),
-        (
+        pytest.param(
             policies.FIREWALL_NOT_OPEN,
             FIREWALL,
             {"clusterId": "c", "rules": [{"type": "droplet", "value": "4242"}]},
             {"clusterId": "c", "rules": []},
             "firewall 'subject' has no rule: the cluster would accept any address",
+            id="firewall-no-rules",
         ),
-        (
+        pytest.param(
             policies.POOL_TRANSACTION_MODE,
             POOL,
             {"clusterId": "c", "dbName": "d", "mode": "transaction", "size": 15},
             {"clusterId": "c", "dbName": "d", "mode": "session", "size": 15},
             "pool 'subject' is in mode 'session'; PRIMARY's pools use 'transaction'",
+            id="pool-session-mode",
         ),
-        (
+        pytest.param(
             policies.PRIVATE_VERSIONED_BUCKETS,
             BUCKET,
             BUCKET_PROPS,
             BUCKET_PROPS | {"acl": "public-read"},
             "bucket 'subject' has acl 'public-read'; backups must be 'private'",
+            id="bucket-public",
         ),
-        (
+        pytest.param(
             policies.PRIVATE_VERSIONED_BUCKETS,
             BUCKET,
             {"name": "b", "versioning": {"enabled": True}},
             {"name": "b", "acl": "private"},
             "bucket 'subject' is not versioned",
+            id="bucket-unversioned",
         ),
     ],
 )
