@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from psycopg import sql
 
@@ -92,6 +93,14 @@ def http_json(
         return HttpResult(err.code, _decode(err.read()))
     except (urllib.error.URLError, OSError) as err:
         return HttpResult(0, None, error=str(getattr(err, "reason", err)))
+
+
+def with_query(url: str, **params: str) -> str:
+    """`url` with query parameters set or replaced (e.g. `sslrootcert=` a CA the VPS can read)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.update(params)
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote, safe="/")))
 
 
 def _decode(raw: bytes) -> Any:
@@ -265,14 +274,23 @@ class BackofficeApp:
         self.pm2("start ecosystem.config.js")
         return self.wait_health(timeout=timeout, require_ok=False)
 
-    def restart(self, *, timeout: float = 30.0, require_ok: bool = True) -> dict[str, Any]:
+    def restart(
+        self, *, timeout: float = 30.0, require_ok: bool = True, mode: str | None = None
+    ) -> dict[str, Any]:
         """`pm2 restart backoffice-api backoffice-web --update-env`, as the deploy does.
 
-        Waits for a new API process (a different pid) to answer health; returns the body.
+        Waits for a new API process (a different pid) to answer health (ok unless
+        `require_ok=False`, in `mode` when given); returns the health body.
         """
         before = self.api_pid()
         self.pm2(f"restart {' '.join(PM2_APPS)} --update-env")
-        return self.wait_health(timeout=timeout, require_ok=require_ok, not_pid=before)
+        return self.wait_health(timeout=timeout, require_ok=require_ok, mode=mode, not_pid=before)
+
+    def install_file(self, source: Path, relative: str, *, mode: int = 0o644) -> Path:
+        """Copy `source` to `<app_dir>/<relative>` as a file of the deploy user (e.g. a CA)."""
+        target = self.app_dir / relative
+        _write_as(self.ssh, target, source.read_text(encoding="utf-8"), mode)
+        return target
 
     def kill_pm2(self) -> None:
         """Stop every app and the user's pm2 daemon (`pm2 kill`)."""
@@ -426,7 +444,9 @@ class Vps:
         data: PostgresServer | None = None,
         user: str = DEFAULT_USER,
         source_db: str = SOURCE_DB,
+        source_user: str = SOURCE_USER,
         data_db: str = DATA_DB,
+        data_user: str = DATA_USER,
         seed: SourceSeeder | None = None,
         start_app: bool = True,
     ) -> Vps:
@@ -434,6 +454,8 @@ class Vps:
 
         `seed` fills the old database before the app's migrations run (which then only record
         themselves); without it the migrations create empty tables and `seed_minimal` adds rows.
+        Database and role names are per server: two Vps sharing servers need different ones
+        (and different deploy users).
         """
         owned: list[Any] = []
         try:
@@ -448,10 +470,10 @@ class Vps:
                 owned.append(data)
             source_password = new_password()
             data_password = new_password()
-            _fresh_database(source, source_db, SOURCE_USER, source_password)
-            _fresh_database(data, data_db, DATA_USER, data_password)
+            _fresh_database(source, source_db, source_user, source_password)
+            _fresh_database(data, data_db, data_user, data_password)
             if seed is not None:
-                seed(source, source_db, SOURCE_USER)
+                seed(source, source_db, source_user)
             app = install_app(ssh)
             vps = cls(
                 ssh=ssh,
@@ -459,10 +481,10 @@ class Vps:
                 source=source,
                 data=data,
                 source_db=source_db,
-                source_user=SOURCE_USER,
+                source_user=source_user,
                 source_password=source_password,
                 data_db=data_db,
-                data_user=DATA_USER,
+                data_user=data_user,
                 data_password=data_password,
                 auth_secret=secrets.token_urlsafe(32),
                 _owned=owned,

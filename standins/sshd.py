@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +55,8 @@ LOGIN_PATH = "$HOME/bin:/usr/local/bin:/usr/bin:/bin"
 """The deploy user's PATH: its `~/bin` (PG17 client tools) first, then the system's."""
 
 _PORT_ATTEMPTS = 4
+_ACTIVE_LOCK = threading.Lock()
+_ACTIVE_USERS: set[str] = set()
 
 
 class SshStartError(RuntimeError):
@@ -129,6 +132,7 @@ class SshHost:
         self._pid_path = base_dir / "sshd.pid"
         self._process: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
+        self._registered = False
         self._stopped = False
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -180,6 +184,14 @@ class SshHost:
 
     def _lock(self, timeout: float) -> None:
         """Hold an exclusive lock on the deploy user for this host's lifetime."""
+        with _ACTIVE_LOCK:
+            if self.user in _ACTIVE_USERS:
+                raise SshStartError(
+                    f"deploy user {self.user!r} already has a running SshHost in this process: "
+                    "share that one (one session-scoped fixture) or pass another user="
+                )
+            _ACTIVE_USERS.add(self.user)
+        self._registered = True
         LOCK_DIR.mkdir(parents=True, exist_ok=True)
         path = LOCK_DIR / f"handled-standins-ssh-{self.user}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -377,6 +389,10 @@ class SshHost:
             self.kill_user_processes()
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._registered:
+            with _ACTIVE_LOCK:
+                _ACTIVE_USERS.discard(self.user)
+            self._registered = False
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> Self:
