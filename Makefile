@@ -38,6 +38,7 @@ system-deps:
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@command -v node >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
 	@command -v pm2 >/dev/null || { echo "installing $(NPM_PACKAGES)"; $(SUDO) npm install -g --silent $(NPM_PACKAGES) >/dev/null; }
 	@id -u $(TEST_USER) >/dev/null 2>&1 || $(SUDO) useradd --system --create-home --shell /bin/bash $(TEST_USER)
 
