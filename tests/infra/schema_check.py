@@ -2,8 +2,8 @@
 
 Mocks accept anything, so a misspelled property or a wrong type would pass every other test.
 `SchemaChecker.problems(token, inputs)` finds ``resources[token]`` in the provider's schema
-(``pulumi-digitalocean-schema.json``, or the subset of it that `schema_subset` keeps in
-``tests/infra/data`` so CI needs no download) and returns one message per problem:
+(``shared/data/pulumi-digitalocean-schema.json``, beside the repository in CI as on a
+developer's machine) and returns one message per problem:
 
 - a property the schema does not declare (inputs arrive camelCase, as the engine sends them);
 - a required input that is missing;
@@ -20,7 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.infra.schema_subset import SUBSET_PATH
+#: The DigitalOcean provider's published schema, in ``shared/`` beside this repository.
+SCHEMA_PATH = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "pulumi-digitalocean-schema.json"
+)
 
 _REF_PREFIX = "#/types/"
 
@@ -33,8 +36,8 @@ class SchemaChecker:
         self.types: Mapping[str, Any] = schema["types"]
 
     @classmethod
-    def load(cls, path: Path = SUBSET_PATH) -> SchemaChecker:
-        """Read the schema file (by default the subset kept in ``tests/infra/data``)."""
+    def load(cls, path: Path = SCHEMA_PATH) -> SchemaChecker:
+        """Read the provider's schema file (a missing file is an error, never a skip)."""
         return cls(json.loads(path.read_text()))
 
     def problems(self, token: str, inputs: Mapping[str, Any]) -> list[str]:
