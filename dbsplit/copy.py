@@ -14,8 +14,12 @@ leaf partitions directly, never through the partitioned parent.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import multiprocessing
+import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -190,7 +194,24 @@ def copy_part(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], part: 
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(source: PgUrl, targets: dict[Target, PgUrl], snapshot: str) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the main process dies (``kill -9`` included), so
+    no orphan keeps copying while a rerun starts: its open transaction just rolls back."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # pragma: no cover - not glibc
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker(source: PgUrl, targets: dict[Target, PgUrl], snapshot: str, parent: int) -> None:
+    _die_with_parent(parent)
     # An initializer that raises makes the pool respawn workers forever: keep the error for
     # the first task instead.
     _worker["urls"] = targets
@@ -246,7 +267,9 @@ def run_parts(
     ordered = sorted(parts, key=lambda p: p.est_bytes, reverse=True)
     jobs = max(1, min(jobs, len(ordered)))
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(source, targets, snapshot)) as pool:
+    with ctx.Pool(
+        jobs, initializer=_init_worker, initargs=(source, targets, snapshot, os.getpid())
+    ) as pool:
         results: Iterator[PartResult] = pool.imap_unordered(_run_part, ordered, chunksize=1)
         for result in results:
             on_done(result)

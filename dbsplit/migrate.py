@@ -228,8 +228,8 @@ def _run(s: _Session, todo: list[Target], opts: Options, out: Progress, rep: Mig
     with timer("post-data"):
         out.step("STEP 4/7: primary keys, indexes, constraints, triggers")
         for t in todo:
-            if plan.target(t).mode != MODE_CREATE:
-                continue
+            if plan.target(t).mode != MODE_CREATE or t not in scripts:
+                continue  # app-made tables, or post-data already done by an earlier run
             done = state.done_steps(s.targets[t])
             order = [
                 tb.ident.as_string()
