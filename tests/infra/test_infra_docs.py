@@ -1,4 +1,4 @@
-"""``docs/infrastructure.md``: every checklist item is mapped, and every test it cites exists."""
+"""The README's infrastructure table: every checklist item is mapped, and every test it cites exists."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from infra.config import KEYS
 from tests.infra.harness import ROOT
 
-DOC = ROOT / "docs" / "infrastructure.md"
+DOC = ROOT / "README.md"
 #: The items of the deployment checklist's Pre-Deployment infrastructure sections, and the
 #: "Monitoring alerts configured" item of Post-Deployment (shared/docs/deployment-checklist.md).
 CHECKLIST_ITEMS = (
@@ -45,7 +45,7 @@ def _table_rows() -> dict[str, str]:
 def test_every_checklist_item_has_a_row() -> None:
     rows = _table_rows()
     missing = [item for item in CHECKLIST_ITEMS if item not in rows]
-    assert missing == [], f"docs/infrastructure.md lacks rows for {missing}"
+    assert missing == [], f"README.md lacks rows for {missing}"
 
 
 def test_every_cited_test_exists() -> None:
