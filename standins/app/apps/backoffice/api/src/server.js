@@ -138,13 +138,13 @@ const routes = {
     return [200, { count: res.rows[0].count }]
   },
   'GET /api/carriers': async () => {
-    const res = await query('data', 'SELECT id, code, name FROM reference.carriers ORDER BY id LIMIT 100')
+    const res = await query('data', 'SELECT id, code, name, active FROM reference.carriers ORDER BY id LIMIT 100')
     return [200, { carriers: res.rows }]
   },
   'GET /api/integration-runs': async () => {
     const res = await query(
       'data',
-      'SELECT id, integration, status, started_at FROM integration.runs ORDER BY id DESC LIMIT 20',
+      'SELECT id, connector, started_at, finished_at, ok FROM integration.runs ORDER BY id DESC LIMIT 20',
     )
     return [200, { runs: res.rows }]
   },
@@ -158,11 +158,11 @@ const routes = {
         return [400, { error: 'body is not JSON' }]
       }
     }
-    const integration = String(input.integration || 'load-test').slice(0, 100)
+    const connector = String(input.connector || 'load-test').slice(0, 100)
     const res = await query(
       'data',
-      "INSERT INTO integration.runs (integration, status, started_at) VALUES ($1, 'running', now()) RETURNING id",
-      [integration],
+      'INSERT INTO integration.runs (connector, started_at, stats) VALUES ($1, now(), $2) RETURNING id',
+      [connector, JSON.stringify({ source: 'api' })],
     )
     return [201, { id: res.rows[0].id }]
   },
