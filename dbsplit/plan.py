@@ -217,9 +217,11 @@ def build_plan(
 ) -> SplitPlan:
     """Plan the split of ``source`` onto ``targets``.
 
-    Raises :class:`ConfigError` when the configuration names a schema the source lacks.
+    Raises :class:`ConfigError` when a configuration file names a schema the source lacks
+    (the built-in defaults may name schemas a source does not have).
     """
-    unknown = [s for s in config.named_schemas() if s not in source.schemas]
+    named = config.named_schemas() if config.source_file is not None else ()
+    unknown = [s for s in named if s not in source.schemas]
     if unknown:
         raise ConfigError(
             f"schema {unknown[0]!r} named in the config does not exist in the source"
