@@ -124,6 +124,7 @@ class TableCheck:
     #: More differing ranges than the ones listed in ``ranges``.
     more_ranges: int = 0
     detail: str = ""
+    #: Query time spent on this table, summed over both servers and every range.
     seconds: float = 0.0
 
     @property
@@ -257,7 +258,7 @@ class VerifyReport:
 
     def render(self) -> str:
         """A human-readable table of every compared table, then the differences."""
-        header = ("target", "table", "source rows", "target rows", "ranges", "status")
+        header = ("target", "table", "source rows", "target rows", "ranges", "seconds", "status")
         rows = [
             (
                 _LABEL[t.target],
@@ -265,12 +266,13 @@ class VerifyReport:
                 _num(t.source_rows),
                 _num(t.target_rows),
                 str(t.chunks),
+                f"{t.seconds:.2f}",
                 t.status,
             )
             for t in self.tables
         ]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        right = {2, 3, 4}
+        right = {2, 3, 4, 5}
 
         def line(cells: tuple[str, ...]) -> str:
             return "  ".join(
@@ -359,7 +361,7 @@ class _Job:
     key: str | None
     parts: int
     weight: float
-    started: float = 0.0
+    busy: float = 0.0
     bounds: dict[Side, tuple[int, int] | None] = field(default_factory=dict)
 
 
@@ -643,7 +645,6 @@ def _compare(
 
     units: list[_Unit] = []
     for i, job in enumerate(jobs):
-        job.started = time.monotonic()
         ranges = _job_ranges(job) if i not in errors else []
         if not ranges or job.parts == 1:
             job.parts = 1
@@ -684,7 +685,7 @@ def _compare(
                 target_rows=sum(d.rows for d in dst),
                 chunks=job.parts,
                 key=job.key if job.parts > 1 else None,
-                seconds=time.monotonic() - job.started,
+                seconds=job.busy,
             )
         )
     by_job = {(c.schema, c.name, c.target): n for n, c in enumerate(checks)}
@@ -699,7 +700,7 @@ def _compare(
             key=job.key,
             ranges=tuple(narrowed),
             more_ranges=more,
-            seconds=time.monotonic() - job.started,
+            seconds=job.busy,
         )
     return checks
 
@@ -766,6 +767,7 @@ def _run_units(
             hi=unit.hi,
         )
         conn = conns.get(unit.side)
+        started = time.monotonic()
         try:
             with conn.cursor() as cur:
                 return unit, run_sum(cur, query)
@@ -777,7 +779,11 @@ def _run_units(
                 f"cannot checksum on {_LABEL[unit.side]}: {_one_line(exc)}",
             )
             return unit, Sum(0, 0)
+        finally:
+            with lock:
+                job.busy += time.monotonic() - started
 
+    lock = threading.Lock()
     return dict(pool.map(run, units))
 
 

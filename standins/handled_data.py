@@ -304,7 +304,8 @@ def steps(scale_mb: int) -> list[Step]:
             " credit_limit, created_at, updated_at) "
             "SELECT g, 'C' || lpad(g::text, 7, '0'),"
             " 'Customer ' || initcap(substr(md5(g::text), 1, 10)),"
-            " CASE WHEN g % 3 = 0 THEN NULL ELSE 'GB' || (100000000 + g * 7919 % 900000000) END,"
+            " CASE WHEN g % 3 = 0 THEN NULL"
+            "  ELSE 'GB' || (100000000 + g::bigint * 7919 % 900000000) END,"
             " (ARRAY['active','active','active','paused','closed'])[1 + g % 5]"
             "::customer.customer_status,"
             " (g % 500) * 100.50, " + e + " + g * interval '3 hours',"
@@ -329,7 +330,7 @@ def steps(scale_mb: int) -> list[Step]:
             "INSERT INTO customer.contacts (id, customer_id, name, email, phone, created_at) "
             "SELECT g, 1 + (g - 1) / 3, 'Contact ' || initcap(substr(md5('c' || g), 1, 7)),"
             " CASE WHEN g % 5 = 0 THEN NULL ELSE 'contact' || g || '@customer.example' END,"
-            " '+44 7' || lpad((g * 7919 % 1000000000)::text, 9, '0'),"
+            " '+44 7' || lpad((g::bigint * 7919 % 1000000000)::text, 9, '0'),"
             " " + e + " + g * interval '61 min' "
             "FROM generate_series({lo}, {hi}) g",
         ),
@@ -356,7 +357,7 @@ def steps(scale_mb: int) -> list[Step]:
             " weight_band, price, transit_days, valid_from) "
             "SELECT g, 1 + g % " + str(n.services) + ", (g % 9)::smallint,"
             " upper(substr(md5('z' || (g % 3000)), 1, 2)) || (g % 99),"
-            " (g % 30)::smallint, round(((g * 7919) % 100000) / 100.0 + 2.99, 2),"
+            " (g % 30)::smallint, round(((g::bigint * 7919) % 100000) / 100.0 + 2.99, 2),"
             " (1 + g % 5)::smallint, date '2024-01-01' + (g % 365) "
             "FROM generate_series({lo}, {hi}) g",
         ),
@@ -383,7 +384,7 @@ def steps(scale_mb: int) -> list[Step]:
             " CASE WHEN g % 23 = 0 THEN 'error' ELSE 'ok' END,"
             " jsonb_build_object("
             "  'order_ref', 'ORD-' || lpad(g::text, 9, '0'),"
-            "  'sku', 'SKU-' || (g * 7919 % 50000),"
+            "  'sku', 'SKU-' || (g::bigint * 7919 % 50000),"
             "  'qty', 1 + g % 17,"
             "  'unit_price', round(((g * 31) % 10000) / 100.0, 2),"
             "  'currency', (ARRAY['GBP','EUR','USD'])[1 + g % 3],"
