@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from psycopg import sql
@@ -37,6 +37,10 @@ from standins.postgres import PostgresServer
 from standins.scram import new_password
 from standins.sshd import DEFAULT_USER, SshHost
 from standins.system import free_port
+
+if TYPE_CHECKING:
+    from standins.dbaas import Dbaas
+    from standins.s3 import S3Server
 
 APP_SOURCE = Path(__file__).resolve().parent / "app"
 """The fixture app's sources (what the deploy finds checked out on the VPS)."""
@@ -460,6 +464,7 @@ class Vps:
         data_user: str = DATA_USER,
         scale_mb: int | None = 1,
         seed: SourceSeeder | None = None,
+        create_data_db: bool = True,
         start_app: bool = True,
     ) -> Vps:
         """Set up everything (about 10 s with servers passed in); the app healthy in single mode.
@@ -468,6 +473,8 @@ class Vps:
         `scale_mb` (None: no data, the app's migrations create empty tables). The app's
         migrations (`pnpm db:migrate`) then run in single-DB mode, where they only record
         themselves in `_prisma_migrations` next to the old history.
+        `create_data_db=False` leaves the DATA role and database to the deploy (which creates
+        them through `data_admin_url()`); `data_password` is then only a suggestion.
         Database and role names are per server: two Vps sharing servers need different ones
         (and different deploy users).
         """
@@ -485,7 +492,10 @@ class Vps:
             source_password = new_password()
             data_password = new_password()
             _fresh_database(source, source_db, source_user, source_password)
-            _fresh_database(data, data_db, data_user, data_password)
+            if create_data_db:
+                _fresh_database(data, data_db, data_user, data_password)
+            else:
+                _drop_database(data, data_db, data_user)
             if seed is None and scale_mb is not None:
                 seed = handled_seed(scale_mb)
             if seed is not None:
@@ -526,6 +536,45 @@ class Vps:
     def data_url(self) -> str:
         """The DATA database as its owner role (DATA_DATABASE_URL)."""
         return self.data.url(self.data_db, user=self.data_user, password=self.data_password)
+
+    def data_admin_url(self) -> str:
+        """A superuser on the DATA server (what the deploy's DATA_ADMIN_URL holds)."""
+        return self.data.url()
+
+    def deploy_env(
+        self,
+        *,
+        dbaas: Dbaas | None = None,
+        s3: S3Server | None = None,
+        bucket: str | None = None,
+    ) -> dict[str, str]:
+        """Environment for running the deploy against this VPS (`inventory/rehearsal.py`).
+
+        Holds secrets (database URLs, AUTH_SECRET, the Spaces key): pass it as the environment
+        of the pyinfra process, never on a command line. With `dbaas`, PRIMARY is its `app_db`
+        through its pool (`pgbouncer=true`) and directly, with its CA file; with `s3`, the
+        Spaces endpoint and key (and `bucket` when given).
+        """
+        env = {
+            **self.ssh.inventory_env(),
+            "HANDLED_APP_DIR": str(self.app.app_dir),
+            "HANDLED_HEALTH_URL": self.app.health_url,
+            "OLD_DATABASE_URL": self.source_url(),
+            "DATA_DATABASE_URL": self.data_url(),
+            "DATA_ADMIN_URL": self.data_admin_url(),
+            "AUTH_SECRET": self.auth_secret,
+        }
+        if dbaas is not None:
+            env["PRIMARY_DATABASE_URL"] = dbaas.pool_url()
+            env["PRIMARY_DIRECT_URL"] = dbaas.direct_url()
+            env["PRIMARY_CA_CERT_FILE"] = str(dbaas.ca_path)
+        if s3 is not None:
+            env["HANDLED_S3_ENDPOINT"] = s3.endpoint_url
+            env["SPACES_ACCESS_KEY_ID"] = s3.access_key
+            env["SPACES_SECRET_ACCESS_KEY"] = s3.secret_key
+            if bucket is not None:
+                env["HANDLED_BACKUP_BUCKET"] = bucket
+        return env
 
     def single_env(self) -> dict[str, str]:
         """The pre-split `.env`: single-DB mode on the old database."""

@@ -475,6 +475,16 @@ class SshHost:
             "ssh_look_for_keys": False,
         }
 
+    def inventory_env(self) -> dict[str, str]:
+        """The `HANDLED_VPS_*` variables `inventory/rehearsal.py` reads (no secret: a key path)."""
+        return {
+            "HANDLED_VPS_HOST": self.host,
+            "HANDLED_VPS_PORT": str(self.port),
+            "HANDLED_VPS_USER": self.user,
+            "HANDLED_VPS_KEY": str(self.client_key_path),
+            "HANDLED_VPS_KNOWN_HOSTS": str(self.known_hosts_path),
+        }
+
     def write_inventory(
         self,
         path: Path,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from standins.sshd import SshHost
+import pytest
+
+from standins.sshd import SshHost, SshStartError
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 
@@ -82,9 +85,21 @@ def test_only_the_authorised_key_gets_in(ssh_host: SshHost, tmp_path: Path) -> N
 
 
 def test_a_second_host_for_the_same_user_is_refused_at_once(ssh_host: SshHost) -> None:
-    import pytest
-
-    from standins.sshd import SshStartError
-
     with pytest.raises(SshStartError, match="already has a running SshHost"):
         SshHost.start(user=ssh_host.user)
+
+
+def test_the_rehearsal_inventory_reaches_the_host(ssh_host: SshHost, tmp_path: Path) -> None:
+    # The contract with the deploy: `inventory/rehearsal.py` reads the HANDLED_VPS_* variables.
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [PYINFRA, "-y", str(root / "inventory" / "rehearsal.py"), "exec", "--", "id", "-un"],
+        cwd=root,
+        env={**os.environ, **ssh_host.inventory_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"] {ssh_host.user}" in result.stdout + result.stderr
