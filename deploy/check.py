@@ -1,0 +1,15 @@
+"""The first-hour validation, on demand (run it every 15 minutes in the first hour).
+
+    pyinfra -y inventory/production.py deploy/check.py
+
+Health, connections in use on PRIMARY and DATA against the pool size, pm2 status and restart
+counts, and error lines in the recent pm2 logs (scrubbed of secrets). Exits non-zero when any
+of them is wrong. Changes nothing.
+"""
+
+from pyinfra.context import host
+
+from deploy import ops
+from deploy.window import Window
+
+ops.first_hour_check(name="First-hour check", window=Window.of(host))

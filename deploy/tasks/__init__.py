@@ -1,0 +1,1 @@
+"""Reusable ``@deploy`` steps of the window: named groups of ``deploy.ops`` operations."""

@@ -1,0 +1,224 @@
+"""The stand-in world of one maintenance window, and pyinfra run against it through its CLI.
+
+`Window.start()` brings up (around the session's `source_pg`, `data_pg` and `dbaas` servers):
+the VPS (`standins.host.Vps`: real sshd, deploy user, the fixture app healthy in single-DB mode
+on `handled`), a fresh PRIMARY database with its own PgBouncer pool on the DBaaS stand-in, and a
+moto S3 server with the backup bucket. `run()` runs `.venv/bin/pyinfra -y` as a subprocess with
+the secrets in its environment only, and returns the captured output.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from standins.dbaas import Dbaas
+from standins.host import Vps
+from standins.postgres import PostgresServer
+from standins.s3 import S3Server
+
+REPO = Path(__file__).resolve().parents[2]
+PYINFRA = REPO / ".venv" / "bin" / "pyinfra"
+BUCKET = "handled-rehearsal-pg-backups"
+
+
+@dataclass
+class Run:
+    """One pyinfra run: exit code, combined output, wall time."""
+
+    returncode: int
+    output: str
+    seconds: float
+
+    def __str__(self) -> str:
+        tail = "\n".join(self.output.splitlines()[-60:])
+        return f"pyinfra exited {self.returncode} after {self.seconds:.1f}s:\n{tail}"
+
+
+@dataclass
+class Window:
+    """Everything one window touches; `secret_values()` lists what no output may contain."""
+
+    vps: Vps
+    dbaas: Dbaas
+    s3: S3Server
+    data_pg: PostgresServer
+    primary_db: str
+    pool_name: str
+    auth_secret: str = field(repr=False)
+    report_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        source_pg: PostgresServer,
+        data_pg: PostgresServer,
+        dbaas: Dbaas,
+        report_dir: Path,
+    ) -> Window:
+        """Start the VPS and S3, and give the window a fresh PRIMARY database and pool."""
+        s3 = S3Server.start()
+        try:
+            s3.create_bucket(BUCKET)
+            vps = Vps.start(source=source_pg, data=data_pg)
+        except BaseException:
+            s3.stop()
+            raise
+        primary_db = f"handled_{secrets.token_hex(4)}"
+        pool_name = f"{primary_db}-pool"
+        dbaas.add_database(primary_db)
+        dbaas.add_pool(pool_name, primary_db)
+        window = cls(
+            vps=vps,
+            dbaas=dbaas,
+            s3=s3,
+            data_pg=data_pg,
+            primary_db=primary_db,
+            pool_name=pool_name,
+            auth_secret=secrets.token_urlsafe(32),
+            report_dir=report_dir,
+        )
+        window.drop_data_database()
+        return window
+
+    def drop_data_database(self) -> None:
+        """Remove `handled_data` and its role, so the window's step 4 creates them."""
+        self.data_pg.drop_database(self.vps.data_db)
+        self.data_pg.execute(
+            sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(self.vps.data_user))
+        )
+
+    def stop(self) -> None:
+        """Stop the VPS and S3; drop the PRIMARY database."""
+        try:
+            self.vps.stop()
+        finally:
+            self.s3.stop()
+            self.dbaas.server.drop_database(self.primary_db)
+
+    # ----- the deploy's environment ------------------------------------------------------------
+
+    def secret_env(self) -> dict[str, str]:
+        """The secrets, as the operator would export them."""
+        return {
+            "OLD_DATABASE_URL": self.vps.source_url(),
+            "PRIMARY_DIRECT_URL": self.dbaas.direct_url(self.primary_db),
+            "PRIMARY_DATABASE_URL": self.dbaas.pool_url(pool=self.pool_name),
+            "PRIMARY_CA_CERT_FILE": str(self.dbaas.ca_path),
+            "DATA_DATABASE_URL": self.vps.data_url(),
+            "DATA_ADMIN_URL": self.data_pg.url(),
+            "AUTH_SECRET": self.auth_secret,
+            "SPACES_ACCESS_KEY_ID": self.s3.access_key,
+            "SPACES_SECRET_ACCESS_KEY": self.s3.secret_key,
+        }
+
+    def secret_values(self) -> list[str]:
+        """Every password and secret of the window (none may appear in output, ps or logs)."""
+        return [
+            self.vps.source_password,
+            self.vps.data_password,
+            self.dbaas.admin_password,
+            self.data_pg.superuser_password,
+            self.auth_secret,
+            self.vps.auth_secret,
+            self.s3.secret_key,
+        ]
+
+    def env(self) -> dict[str, str]:
+        """The whole environment of a pyinfra run."""
+        ssh = self.vps.ssh
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))}
+        return {
+            **base,
+            **self.secret_env(),
+            "HANDLED_VPS_HOST": ssh.host,
+            "HANDLED_VPS_PORT": str(ssh.port),
+            "HANDLED_VPS_USER": ssh.user,
+            "HANDLED_VPS_KEY": str(ssh.client_key_path),
+            "HANDLED_VPS_KNOWN_HOSTS": str(ssh.known_hosts_path),
+            "HANDLED_APP_DIR": str(self.vps.app.app_dir),
+            "HANDLED_HEALTH_URL": self.vps.app.health_url,
+            "HANDLED_S3_ENDPOINT": self.s3.endpoint_url,
+            "HANDLED_BACKUP_BUCKET": BUCKET,
+            "HANDLED_REPORT_DIR": str(self.report_dir),
+            "PYINFRA_PROGRESS": "off",
+            **self.extra_env,
+        }
+
+    def run(self, deploy: str, *flags: str, timeout: float = 420.0, **env: str) -> Run:
+        """`pyinfra -y inventory/rehearsal.py deploy/<deploy>.py [flags]` from the repo root."""
+        argv = [str(PYINFRA), "-y", *flags, "inventory/rehearsal.py", f"deploy/{deploy}.py"]
+        started = time.monotonic()
+        proc = subprocess.run(
+            argv,
+            cwd=REPO,
+            env={**self.env(), **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return Run(proc.returncode, proc.stdout, time.monotonic() - started)
+
+    # ----- what the tests look at -------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The API's health body ({} when it does not answer)."""
+        body = self.vps.app.health().body
+        return body if isinstance(body, dict) else {}
+
+    def primary_count(self, table: str) -> int:
+        """Rows of `table` in PRIMARY."""
+        with self.dbaas.server.connect(self.primary_db) as conn:
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*table.split(".")))
+            ).fetchone()
+        return int(row[0]) if row else -1
+
+    def count(self, server: PostgresServer, dbname: str, table: str) -> int:
+        """Rows of `table` in `dbname` on `server`."""
+        with server.connect(dbname) as conn:
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*table.split(".")))
+            ).fetchone()
+        return int(row[0]) if row else -1
+
+
+def main() -> None:  # pragma: no cover - a manual harness
+    """Start a window's stand-ins, print the environment to use, and wait for Ctrl-C."""
+    source = PostgresServer.start(version=15, name="source")
+    data = PostgresServer.start(version=17, name="data")
+    dbaas = Dbaas.start()
+    report_dir = Path("/tmp/handled-deploy-reports")
+    window = Window.start(source_pg=source, data_pg=data, dbaas=dbaas, report_dir=report_dir)
+    env_file = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/handled-window.env")
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        for key, value in window.env().items():
+            if key.startswith(("HANDLED_", "OLD_", "PRIMARY_", "DATA_", "AUTH_", "SPACES_")):
+                handle.write(f"export {key}='{value}'\n")
+    print(f"ready: . {env_file}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        window.stop()
+        dbaas.stop()
+        data.stop()
+        source.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
