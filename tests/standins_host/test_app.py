@@ -100,6 +100,7 @@ def test_split_mode_through_the_pool_with_verified_tls(vps: Vps, split: Split) -
     body = vps.app.restart(mode="split")
     primary, data = body["databases"]["primary"], body["databases"]["data"]
     assert body["status"] == "ok"
+    assert body["auth"] == {"configured": True}
     assert primary["connected"] is True
     assert primary["tls"] is True
     assert primary["pooled"] is True
@@ -151,6 +152,16 @@ def test_wrong_data_url_gives_degraded_health(vps: Vps, split: Split) -> None:
     assert body["databases"]["data"]["connected"] is False
     assert "password authentication failed" in body["databases"]["data"]["error"]
     assert "not-the-password" not in str(body)
+
+
+def test_missing_auth_secret_gives_degraded_health(vps: Vps, split: Split) -> None:
+    env = {key: value for key, value in split.env.items() if key != "AUTH_SECRET"}
+    vps.app.write_env(env)
+    body = vps.app.restart(require_ok=False, mode="split")
+    assert body["status"] == "degraded"
+    assert body["auth"] == {"configured": False, "error": "AUTH_SECRET is not set"}
+    assert body["databases"]["primary"]["connected"] is True
+    assert body["databases"]["data"]["connected"] is True
 
 
 def test_primary_certificate_is_verified(vps: Vps, split: Split, tmp_path: Path) -> None:

@@ -91,13 +91,22 @@ async function checkDatabase(name) {
   }
 }
 
+// Sessions are signed with AUTH_SECRET: without a real one nobody can log in.
+function authCheck() {
+  const secret = process.env.AUTH_SECRET || ''
+  if (secret.length >= 32) return { configured: true }
+  return { configured: false, error: secret ? 'AUTH_SECRET is shorter than 32 characters' : 'AUTH_SECRET is not set' }
+}
+
 async function health() {
   const [p, d] = await Promise.all([checkDatabase('primary'), checkDatabase('data')])
-  const ok = p.connected && d.connected
+  const auth = authCheck()
+  const ok = p.connected && d.connected && auth.configured
   return {
     status: ok ? 'ok' : 'degraded',
     mode: targets.mode,
     databases: { primary: p, data: d },
+    auth,
     build: build ? build.id : null,
     pid: process.pid,
     startedAt,
