@@ -522,6 +522,12 @@ class Vps:
                 app.start()
                 app.wait_health(mode="single")
         except BaseException:
+            if ssh is not None and ssh not in owned:
+                with contextlib.suppress(Exception):
+                    BackofficeApp(ssh, ssh.home / APP_DIR_NAME, 0, 0).kill_pm2()
+            for server, db, role in ((source, source_db, source_user), (data, data_db, data_user)):
+                if server is not None and server not in owned:
+                    _drop_database(server, db, role)
             for thing in reversed(owned):
                 thing.stop()
             raise
