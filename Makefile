@@ -6,8 +6,8 @@ export PYENV_VERSION ?= 3.12.1
 PYTHON ?= python3.12
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql-15 postgresql-contrib-15 pgbouncer openssh-server iproute2 chromium
-NPM_PACKAGES := pm2@6
+APT_PACKAGES := postgresql-15 postgresql-contrib-15 pgbouncer openssh-server iproute2 python3-venv chromium
+NPM_PACKAGES := pm2@6 pnpm@9
 TEST_USER := handled-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -39,7 +39,7 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@command -v node >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
-	@command -v pm2 >/dev/null || { echo "installing $(NPM_PACKAGES)"; $(SUDO) npm install -g --silent $(NPM_PACKAGES) >/dev/null; }
+	@command -v pm2 >/dev/null && command -v pnpm >/dev/null || { echo "installing $(NPM_PACKAGES)"; $(SUDO) npm install -g --silent $(NPM_PACKAGES) >/dev/null; }
 	@id -u $(TEST_USER) >/dev/null 2>&1 || $(SUDO) useradd --system --create-home --shell /bin/bash $(TEST_USER)
 
 python-deps: $(VENV)/.installed
