@@ -5,5 +5,10 @@
 - `dbaas.Dbaas`: the DigitalOcean managed PostgreSQL stand-in (TLS-only PG17, a non-superuser
   `doadmin`, a transaction-mode pool).
 - `tls`: a certificate authority and server certificates.
+- `sshd.SshHost`: a real sshd on loopback with an unprivileged deploy user: the VPS.
+- `s3.S3Server`: moto's S3 server in server mode: DigitalOcean Spaces.
+- `host`: the fixture back-office app installed on that host and run under pm2, and the `Vps`
+  composite (old `handled` on PostgreSQL 15, `handled_data` on 17, the app).
+- `handled_data`: a realistic `handled` database generated at a chosen scale.
 - `system`: the unprivileged service user, free ports and owned directories.
 """
