@@ -130,22 +130,59 @@ def preflight(window: Window) -> Commands:
 # ----- tooling: dbsplit in a virtualenv on the VPS ----------------------------------------------
 
 
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "dbsplit")
+"""What the dbsplit wheel is built from."""
+
+
+def _git(*args: str) -> str | None:
+    """``git <args>`` in the repository, or None when that is not a git checkout."""
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
 def dbsplit_digest() -> str:
-    """SHA-256 over what the dbsplit wheel is built from (package sources and pyproject)."""
+    """What identifies the dbsplit that ships: the committed tree (``HEAD``) of its sources.
+
+    The deploy ships committed code only: uncommitted edits in the work tree are not deployed.
+    Outside a git checkout, a SHA-256 over the files themselves.
+    """
+    trees = [_git("rev-parse", f"HEAD:{name}") for name in WHEEL_SOURCES]
+    if all(trees):
+        return hashlib.sha256(" ".join(t or "" for t in trees).encode()).hexdigest()
     digest = hashlib.sha256()
-    paths = [REPO / "pyproject.toml", *sorted((REPO / "dbsplit").rglob("*.py"))]
-    for path in paths:
+    for path in [REPO / "pyproject.toml", *sorted((REPO / "dbsplit").rglob("*.py"))]:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
+def _export_sources(dest: Path) -> None:
+    """The wheel's sources at ``HEAD`` (``git archive``), else as they are on disk."""
+    if _git("rev-parse", "HEAD") is not None:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", "HEAD", *WHEEL_SOURCES],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+        return
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, dest / name)
+    shutil.copytree(
+        REPO / "dbsplit", dest / "dbsplit", ignore=shutil.ignore_patterns("__pycache__")
+    )
+
+
 def build_wheel(out_dir: Path) -> Path:
-    """Build the dbsplit wheel from a copy of the package (the work tree stays clean)."""
+    """Build the dbsplit wheel from a copy of its sources (the work tree stays clean)."""
     src = out_dir / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, src / name)
-    shutil.copytree(REPO / "dbsplit", src / "dbsplit", ignore=shutil.ignore_patterns("__pycache__"))
+    _export_sources(src)
     proc = subprocess.run(
         [
             sys.executable,
@@ -502,6 +539,19 @@ def rollback_recorded(window: Window) -> Commands:
     yield vpsctl(
         window.request("mark", {"state_dir": window.settings.state_dir, "name": "rolled-back"})
     )
+
+
+@operation()
+def app_stopped(window: Window) -> Commands:
+    """
+    ``pm2 stop`` the apps, whatever database they use.
+
+    + window: the host's settings
+    """
+    if not _app_state(window, "single").get("online"):
+        host.noop("the app is not running")
+        return
+    yield vpsctl(window.request("app-stop", window.app_args("single")))
 
 
 # ----- 7.-9. build, restart, health -------------------------------------------------------------

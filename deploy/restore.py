@@ -15,7 +15,7 @@ from deploy.window import Window
 
 window = Window.of(host)
 
-ops.app_stopped_for_rollback(name="Restore: stop the app (pm2 stop)", window=window)
+ops.app_stopped(name="Restore: stop the app (pm2 stop)", window=window)
 ops.backup_fetched(
     name="Restore: the backup on the VPS, checksum checked",
     window=window,

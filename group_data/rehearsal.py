@@ -1,7 +1,8 @@
 """Rehearsal values: the stand-ins tell where things are through the environment.
 
 ``HANDLED_APP_DIR``, ``HANDLED_HEALTH_URL``, ``HANDLED_S3_ENDPOINT``, ``HANDLED_BACKUP_BUCKET``,
-``HANDLED_HEALTH_TIMEOUT``, ``HANDLED_MULTIPART_CHUNK_MB`` and ``HANDLED_REPORT_DIR``.
+``HANDLED_HEALTH_TIMEOUT``, ``HANDLED_MULTIPART_CHUNK_MB``, ``HANDLED_REPORT_DIR`` and
+``HANDLED_PIP_ARGS``.
 """
 
 import os
@@ -20,3 +21,4 @@ multipart_chunk_mb = int(os.environ.get("HANDLED_MULTIPART_CHUNK_MB", "5"))
 disk_margin_mb = 16
 report_dir = os.environ.get("HANDLED_REPORT_DIR", "reports/deploy")
 secrets_source = "env"
+pip_args = os.environ.get("HANDLED_PIP_ARGS", "").split()

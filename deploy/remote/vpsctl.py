@@ -1027,28 +1027,54 @@ def db_counts(conn: Mapping[str, str], tables: Sequence[str]) -> dict[str, int]:
     return {row.split("|")[0]: int(row.split("|")[1]) for row in rows}
 
 
+def restore_into(conn: Mapping[str, str], dump: Path) -> None:
+    """``pg_restore --clean --if-exists -f - | psql --single-transaction``, all or nothing.
+
+    Streaming through psql lets a newer ``pg_restore`` restore into an older server: the
+    settings it does not know (``SET transaction_timeout`` from 17 on) are left out.
+    """
+    restore = subprocess.Popen(
+        ["pg_restore", "--clean", "--if-exists", "--no-owner", "-f", "-", str(dump)],
+        env=base_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    loader = subprocess.Popen(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"],
+        env={**base_env(), **conn},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert restore.stdout is not None
+    assert loader.stdin is not None
+    try:
+        for line in restore.stdout:
+            if not line.startswith(b"SET transaction_timeout"):
+                loader.stdin.write(line)
+    except BrokenPipeError:
+        pass
+    with contextlib.suppress(BrokenPipeError):
+        loader.stdin.close()
+    restore_err = restore.stderr.read().decode(errors="replace") if restore.stderr else ""
+    loader_err = loader.stderr.read().decode(errors="replace") if loader.stderr else ""
+    if restore.wait() != 0:
+        last = (restore_err.strip().splitlines() or ["no output"])[-1]
+        raise Failure(f"pg_restore failed: {scrub(last)}")
+    if loader.wait() != 0:
+        last = (loader_err.strip().splitlines() or ["no output"])[-1]
+        raise Failure(f"restoring into the source failed, nothing changed: {scrub(last)}")
+
+
 def act_restore(req: dict[str, Any]) -> None:
     """Restore the backup into the source database, then compare row counts with the backup."""
     args, sec = req["args"], req["secrets"]
     dump, _, _ = _backup_paths(args)
     if not dump.exists():
         raise Failure(f"no backup at {dump}")
-    say(f"pg_restore --clean --if-exists --single-transaction {dump.name}")
-    run(
-        [
-            "pg_restore",
-            "--clean",
-            "--if-exists",
-            "--single-transaction",
-            "--no-owner",
-            "--exit-on-error",
-            "-d",
-            sec["source"]["PGDATABASE"],
-            str(dump),
-        ],
-        env={k: v for k, v in sec["source"].items() if k != "PGDATABASE"},
-        what="pg_restore",
-    )
+    say(f"pg_restore --clean --if-exists {dump.name} | psql --single-transaction")
+    restore_into(sec["source"], dump)
     expected = dump_counts(dump)
     actual = db_counts(sec["source"], sorted(expected))
     different = {t: (n, actual.get(t)) for t, n in expected.items() if actual.get(t) != n}

@@ -13,6 +13,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +175,23 @@ class Window:
 
     # ----- what the tests look at -------------------------------------------------------------
 
+    def logs(self) -> list[Path]:
+        """Every log and record the window leaves: app and pm2 logs, server logs, VPS state."""
+        home = self.vps.ssh.home
+        paths = [
+            *(self.vps.app.app_dir / "logs").glob("*.log"),
+            *(home / ".pm2").glob("*.log"),
+            *(home / ".pm2" / "logs").glob("*.log"),
+            *(home / "backups").glob("*.json"),
+            *(home / ".handled-deploy").glob("*"),
+            self.vps.source.log_path,
+            self.data_pg.log_path,
+            self.dbaas.server.log_path,
+            self.dbaas.bouncer.log_path,
+            self.vps.ssh.log_path,
+        ]
+        return [p for p in paths if p.is_file()]
+
     def health(self) -> dict[str, Any]:
         """The API's health body ({} when it does not answer)."""
         body = self.vps.app.health().body
@@ -194,6 +212,39 @@ class Window:
                 sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*table.split(".")))
             ).fetchone()
         return int(row[0]) if row else -1
+
+
+class ProcSampler:
+    """Read every process's command line from /proc every few milliseconds, in a thread."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        """Sample every ``interval`` seconds once started."""
+        self.interval = interval
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                        raw = handle.read()
+                except OSError:
+                    continue
+                if raw:
+                    self.seen.add(raw.replace(b"\0", b" ").decode("utf-8", "replace"))
+            time.sleep(self.interval)
+
+    def __enter__(self) -> ProcSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def main() -> None:  # pragma: no cover - a manual harness
