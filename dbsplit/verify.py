@@ -67,7 +67,7 @@ BISECT_PARTS = 16
 #: ...until it is at most this many keys wide.
 NARROW_WIDTH = 1
 #: At most this many differing ranges per table are narrowed (and reported).
-MAX_RANGES = 8
+MAX_RANGES = 20
 
 #: Schemas never compared: dbsplit's own bookkeeping in the targets.
 IGNORED_SCHEMAS = frozenset({BOOKKEEPING_SCHEMA})
@@ -357,7 +357,7 @@ class _Job:
 
     table: Table
     target: Side
-    columns: tuple[str, ...]
+    columns: tuple[tuple[str, str], ...]
     key: str | None
     parts: int
     weight: float
@@ -407,7 +407,7 @@ def verify(
                 zip(sides, pool.map(lambda s: read_catalog(conns.get(s)), sides), strict=True)
             )
             probes = list(pool.map(lambda s: probe_values(conns.get(s)), sides))
-            hash_name: HashName = "hashtextextended" if len(set(probes)) == 1 else "md5"
+            hash_name: HashName = "record" if len(set(probes)) == 1 else "md5"
             problems, job_list, tables = _plan(catalogs, config, chunk_rows)
             sequences = _check_sequences(conns, catalogs["source"], config)
             problems += _check_foreign_keys(conns, catalogs, config)
@@ -484,7 +484,7 @@ def _plan(
             by_rows = math.ceil(table.est_rows / max(1, chunk_rows))
             by_bytes = math.ceil(table.size_bytes / CHUNK_BYTES)
             parts = min(MAX_CHUNKS, max(2, by_rows, by_bytes))
-        columns = tuple(c.name for c in table.columns)
+        columns = tuple((c.name, c.type) for c in table.columns)
         weight = float(max(table.size_bytes, 1))
         jobs.append(_Job(table, target, columns, key, parts, weight))
     for side in ("primary", "data"):

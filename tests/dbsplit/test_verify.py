@@ -168,7 +168,7 @@ def test_equal_targets_verify_ok(split: Split) -> None:
     seqs = {s.qualname for s in report.sequences}
     assert seqs == {"config.roles_id_seq", "config.users_id_seq"}
     assert all(s.ok for s in report.sequences)
-    assert report.hash_name == "hashtextextended"
+    assert report.hash_name == "record"
     doc = report.to_json()
     assert json.loads(json.dumps(doc)) == doc
     assert doc["ok"] is True
@@ -407,3 +407,52 @@ def test_md5_is_used_when_servers_hash_text_differently(
     assert _one_failure(report).startswith(
         "PRIMARY customer.customers differs in key range id [150, 151) "
     )
+
+
+#: One change per row of copies of tricky.t's first row: each must be seen, except the last,
+#: which stores the same interval and renders it alike.
+CELL_CHANGES: tuple[tuple[str, str], ...] = (
+    ("f4", "'0.100000009'::real"),  # the next float4 after 0.1
+    ("f8", "'0.10000000000000002'::float8"),  # the next float8 after 0.1
+    ("n", "0.10"),  # numeric scale: an equal value, another text
+    ("np", "1.500001"),
+    ("jb", """'{"b": 1, "a": [1.00, 2.50, 1e10], "z": "Grüße é"}'::jsonb"""),  # scale in jsonb
+    ("tstz", "'2024-02-29 18:29:59.123457+00'"),  # one microsecond later
+    ("ts", "'2024-02-29 23:59:59.123455'"),
+    ("iv", "'1 year 2 mons 2 days 28:05:06.789'"),  # an equal interval, another text
+    ("e", "'ok'"),
+    ("arr", "ARRAY['a b', 'c\"d', NULL, 'e']"),
+    ("b", "'\\x00ff11'"),
+    ("u", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12'"),
+    ("ok", "false"),
+    ("r", "'[1,11)'"),
+    ("pt", "'(1.5,-2.2500001)'"),
+    ("bits", "B'1010'"),
+    ("j", """'{"a": [1.0, 2.50, 1e10], "b": 1}'"""),  # json keeps its text: key order counts
+    ("iv", "iv + interval '0 days'"),  # the very same interval: not a difference
+)
+
+_TRICKY_COLUMNS = (
+    "f4, f8, n, np, ts, tstz, d, tm, tmtz, iv, j, jb, arr, grid, tsarr, b, e, dom, u, ip, ok, "
+    "r, tsr, pt, bits"
+)
+
+
+def test_every_cell_change_of_the_tricky_types_is_seen(split: Split) -> None:
+    copies = (
+        f"INSERT INTO tricky.t SELECT 100 + 10 * g, {_TRICKY_COLUMNS} "
+        f"FROM tricky.t, generate_series(0, {len(CELL_CHANGES) - 1}) AS g WHERE id = 1"
+    )
+    split.run("source", TRICKY_DDL + ";" + copies)
+    split.run("data", TRICKY_DDL + ";" + copies)
+    for index, (column, changed) in enumerate(CELL_CHANGES):
+        split.run("data", f"UPDATE tricky.t SET {column} = {changed} WHERE id = {100 + 10 * index}")
+    report = split.verify()
+    check = next(t for t in report.tables if t.qualname == "tricky.t")
+    assert check.status == "differs"
+    found = sorted(r.lo for r in check.ranges)
+    assert all(r.hi == r.lo + 1 for r in check.ranges), check.ranges
+    assert check.more_ranges == 0
+    expected = [100 + 10 * i for i in range(len(CELL_CHANGES) - 1)]
+    missed = [CELL_CHANGES[(k - 100) // 10] for k in sorted(set(expected) - set(found))]
+    assert found == expected, f"changes not seen: {missed}"
