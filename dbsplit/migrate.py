@@ -42,8 +42,9 @@ MIN_SPLIT_BYTES = 16 * 1024 * 1024
 
 
 def default_jobs() -> int:
-    """Worker processes by default: the machine's cores, at least 2."""
-    return max(2, os.cpu_count() or 2)
+    """Worker processes by default: one more than the machine's cores (a worker waits on two
+    servers about half the time), at least 2."""
+    return max(2, (os.cpu_count() or 1) + 1)
 
 
 @dataclass(frozen=True)
@@ -204,44 +205,28 @@ def _run(s: _Session, todo: list[Target], opts: Options, out: Progress, rep: Mig
                 finish.drop_foreign_keys(conn, s.states[t].catalog, routed)
         s.target_catalogs.update({t: read_catalog(s.targets[t]) for t in todo})
 
-    with timer("copy"):
-        parts = _parts(s, todo, opts, jobs)
-        out.step(f"STEP 3/7: copy the rows ({len(parts)} table parts, {jobs} workers)")
-        tables: dict[str, tuple[int, int]] = {}
-        for p in parts:
-            n, b = tables.get(p.qualname, (0, 0))
-            tables[p.qualname] = (n + 1, b + p.est_bytes)
-        out.start_copy(tables)
-        try:
-            copy.run_parts(
-                parts,
-                source=s.source_url,
-                targets=s.urls,
-                snapshot=s.snapshot,
-                jobs=jobs,
-                on_done=lambda r: out.part_done(r.qualname, r.part, r.parts, r.rows, r.bytes),
-            )
-        finally:
-            out.end_copy()
-        s.src.rollback()  # the snapshot is no longer needed
+    post: dict[Target, schema.PostData] = {}
+    for t in todo:
+        if plan.target(t).mode != MODE_CREATE or t not in scripts:
+            continue  # app-made tables, or post-data already done by an earlier run
+        url, name = s.urls[t], t.value.upper()
 
-    with timer("post-data"):
-        out.step("STEP 4/7: primary keys, indexes, constraints, triggers")
-        for t in todo:
-            if plan.target(t).mode != MODE_CREATE or t not in scripts:
-                continue  # app-made tables, or post-data already done by an earlier run
-            done = state.done_steps(s.targets[t])
-            order = [
-                tb.ident.as_string()
-                for tb in sorted(plan.tables_for(t), key=lambda x: -x.size_bytes)
-            ]
-            url = s.urls[t]
-            name = t.value.upper()
+        def opener(url: PgUrl = url, name: str = name) -> psycopg.Connection[Any]:
+            return connect(url, what=name, autocommit=True)
 
-            def opener(url: PgUrl = url, name: str = name) -> psycopg.Connection[Any]:
-                return connect(url, what=name, autocommit=True)
+        done = state.done_steps(s.targets[t])
+        post[t] = schema.PostData(opener, scripts[t], done, max(1, jobs // 2))
 
-            schema.apply_post_data(opener, scripts[t], done, jobs, order)
+    try:
+        with timer("copy"):
+            _copy(s, todo, opts, jobs, out, post)
+        with timer("post-data"):
+            out.step("STEP 4/7: primary keys, indexes, constraints, triggers")
+            for p in post.values():
+                p.finish()
+    finally:
+        for p in post.values():
+            p.abort()
 
     with timer("foreign keys"):
         out.step("STEP 5/7: foreign keys (NOT VALID, then VALIDATE)")
@@ -277,6 +262,49 @@ def _run(s: _Session, todo: list[Target], opts: Options, out: Progress, rep: Mig
                 finish.refresh_matviews(conn, s.catalog.matviews_in(plan.target(t).schemas))
             with conn.transaction():
                 state.record_step(conn, state.STEP_DONE)
+
+
+def _copy(
+    s: _Session,
+    todo: list[Target],
+    opts: Options,
+    jobs: int,
+    out: Progress,
+    post: dict[Target, schema.PostData],
+) -> None:
+    parts = _parts(s, todo, opts, jobs)
+    out.step(f"STEP 3/7: copy the rows ({len(parts)} table parts, {jobs} workers)")
+    tables: dict[str, tuple[int, int]] = {}
+    left: dict[tuple[Target, str], int] = {}
+    for p in parts:
+        n, b = tables.get(p.qualname, (0, 0))
+        tables[p.qualname] = (n + 1, b + p.est_bytes)
+        left[p.target, p.qualname] = left.get((p.target, p.qualname), 0) + 1
+    for t, runner in post.items():  # tables copied by an earlier run
+        for tb in s.plan.tables_for(t):
+            if (t, tb.qualname) not in left:
+                runner.release(tb.qualname)
+
+    def done(r: copy.PartResult) -> None:
+        out.part_done(r.qualname, r.part, r.parts, r.rows, r.bytes)
+        key = (r.target, r.qualname)
+        left[key] -= 1
+        if left[key] == 0 and r.target in post:
+            post[r.target].release(r.qualname)
+
+    out.start_copy(tables)
+    try:
+        copy.run_parts(
+            parts,
+            source=s.source_url,
+            targets=s.urls,
+            snapshot=s.snapshot,
+            jobs=jobs,
+            on_done=done,
+        )
+    finally:
+        out.end_copy()
+    s.src.rollback()  # the snapshot is no longer needed
 
 
 class _Timer:

@@ -18,6 +18,7 @@ Everything is created by the connecting user, who owns it: no superuser needed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -202,49 +203,109 @@ def apply_pre_data(
         state.record_step(conn, state.STEP_PRE_DATA)
 
 
-def apply_post_data(
-    connect: Callable[[], psycopg.Connection[Any]],
-    scripts: SchemaScripts,
-    done: frozenset[str],
-    jobs: int,
-    order: Sequence[str] = (),
-) -> None:
-    """Run the post-data DDL: per-table groups in parallel (``jobs`` connections made by
-    ``connect()``, largest tables first as listed in ``order``), then the rest; each in one
-    transaction with its step record."""
-    todo = [(k, es) for k, es in scripts.post_groups if f"post-data:{k}" not in done]
-    if order:
-        rank = {name: i for i, name in enumerate(order)}
-        todo.sort(key=lambda item: rank.get(item[0], len(rank)))
-    queue: SimpleQueue[tuple[str, tuple[Entry, ...]]] = SimpleQueue()
-    for item in todo:
-        queue.put(item)
+class PostData:
+    """Runs a target's post-data DDL while the copy goes on.
 
-    def work() -> None:
-        with connect() as conn:
-            conn.execute(scripts.preamble.encode())
-            while True:
-                try:
-                    key, entries = queue.get_nowait()
-                except Empty:
-                    return
+    Per-table groups (primary key, unique constraints, indexes) start on ``jobs`` threads,
+    each with its own connection from ``connect()``, as soon as :meth:`release` says the
+    table's rows are all in; :meth:`finish` releases the rest, waits, then runs the remaining
+    entries (index attachments, triggers, rules, comments...). Each group runs in one
+    transaction with its step record, so a rerun skips what is done.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        scripts: SchemaScripts,
+        done: frozenset[str],
+        jobs: int,
+    ) -> None:
+        self._connect = connect
+        self._scripts = scripts
+        self._done = done
+        self._pending = {k: es for k, es in scripts.post_groups if f"post-data:{k}" not in done}
+        self._queue: SimpleQueue[tuple[str, tuple[Entry, ...]] | None] = SimpleQueue()
+        self._jobs = max(1, min(jobs, len(self._pending)))
+        self._pool = ThreadPoolExecutor(self._jobs) if self._pending else None
+        self._futures = (
+            [self._pool.submit(self._work) for _ in range(self._jobs)] if self._pool else []
+        )
+        self._closed = False
+
+    def release(self, qualname: str) -> None:
+        """The rows of ``qualname`` (``schema.table``) are all copied: build its indexes."""
+        key = pg_dump_name(qualname)
+        entries = self._pending.pop(key, None)
+        if entries is not None:
+            self._queue.put((key, entries))
+
+    def finish(self) -> None:
+        """Run every remaining group, then the rest of the post-data, and wait for all."""
+        for key in list(self._pending):
+            self._queue.put((key, self._pending.pop(key)))
+        self.close()
+        if "post-data" not in self._done:
+            with self._connect() as conn:
+                conn.execute(self._scripts.preamble.encode())
+                with conn.transaction():
+                    for e in self._scripts.post_rest:
+                        _run(conn, e)
+                    state.record_step(conn, "post-data")
+
+    def close(self) -> None:
+        """Stop the threads once the queued groups are done; raise the first error."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._futures:
+            self._queue.put(None)
+        try:
+            for fut in self._futures:
+                fut.result()
+        finally:
+            if self._pool:
+                self._pool.shutdown()
+
+    def abort(self) -> None:
+        """Stop after the groups already started (used when the copy failed)."""
+        self._pending.clear()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except Empty:
+                break
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _work(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            while (item := self._queue.get()) is not None:
+                key, entries = item
+                if conn is None:
+                    conn = self._connect()
+                    conn.execute(self._scripts.preamble.encode())
                 with conn.transaction():
                     for e in entries:
                         _run(conn, e)
                     state.record_step(conn, f"post-data:{key}")
+        except BaseException:
+            self._pending.clear()
+            raise
+        finally:
+            if conn is not None:
+                conn.close()
 
-    if todo:
-        n = max(1, min(jobs, len(todo)))
-        with ThreadPoolExecutor(n) as pool:
-            for fut in [pool.submit(work) for _ in range(n)]:
-                fut.result()
-    if "post-data" not in done:
-        with connect() as conn:
-            conn.execute(scripts.preamble.encode())
-            with conn.transaction():
-                for e in scripts.post_rest:
-                    _run(conn, e)
-                state.record_step(conn, "post-data")
+
+_PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def pg_dump_name(qualname: str) -> str:
+    """``schema.table`` as pg_dump writes it (quoted only where needed)."""
+    return ".".join(
+        p if _PLAIN.fullmatch(p) else '"' + p.replace('"', '""') + '"'
+        for p in qualname.split(".", 1)
+    )
 
 
 def _run(conn: psycopg.Connection[Any], e: Entry) -> None:
