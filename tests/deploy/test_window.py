@@ -90,6 +90,7 @@ def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
     with ProcSampler() as sampler:
         run = window.run("production", "-vv")
     assert run.returncode == 0, str(run)
+    print(f"\nwindow: {run.seconds:.1f}s")
 
     health = window.health()
     assert (health.get("status"), health.get("mode")) == ("ok", "split"), health
@@ -145,6 +146,7 @@ def test_rerun_changes_nothing_quickly(window: Window) -> None:
     if DIGESTS and DIGESTS[0] != dbsplit_digest():  # dbsplit's sources changed meanwhile
         changed.pop("1. Preflight | 1. Preflight: dbsplit installed in a virtualenv", None)
     assert not changed, f"re-run changed {changed}"
+    print(f"\nre-run (no changes): {run.seconds:.1f}s")
     assert run.seconds < 30, f"re-run took {run.seconds:.1f}s"
     assert_no_secret(window, run.output, "pyinfra -vv --diff output")
     assert window.health()["mode"] == "split"
@@ -163,6 +165,7 @@ def test_manual_rollback_is_quick_and_lossless(window: Window) -> None:
     source_runs = window.count(window.vps.source, window.vps.source_db, "integration.runs")
     run = window.run("rollback")
     assert run.returncode == 0, str(run)
+    print(f"\nmanual rollback to healthy: {run.seconds:.1f}s")
     assert run.seconds < 30, f"rollback took {run.seconds:.1f}s"
     health = window.health()
     assert (health.get("status"), health.get("mode")) == ("ok", "single"), health
@@ -191,6 +194,7 @@ def test_restore_from_spaces(window: Window) -> None:
     assert run.returncode == 0, str(run)
     assert "downloaded s3://" in run.output, str(run)
     assert "row counts match the backup" in run.output, str(run)
+    print(f"\nrestore from Spaces: {run.seconds:.1f}s")
     health = window.health()
     assert (health.get("status"), health.get("mode")) == ("ok", "single"), health
     assert_no_secret(window, run.output, "restore output")
