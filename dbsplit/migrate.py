@@ -42,9 +42,9 @@ MIN_SPLIT_BYTES = 16 * 1024 * 1024
 
 
 def default_jobs() -> int:
-    """Worker processes by default: one more than the machine's cores (a worker waits on two
-    servers about half the time), at least 2."""
-    return max(2, (os.cpu_count() or 1) + 1)
+    """Worker processes by default: the machine's cores, at least 2 and at most 4 (each worker
+    is a Python process with libpq loaded, about 40 MB: 4 keep the total under 200 MB)."""
+    return min(4, max(2, os.cpu_count() or 2))
 
 
 @dataclass(frozen=True)
