@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import psycopg
 
@@ -16,6 +16,9 @@ from standins.postgres import PostgresServer
 from standins.scram import new_password
 from standins.system import make_base_dir, remove_dir
 from standins.tls import make_ca
+
+if TYPE_CHECKING:
+    from standins.netns import Network
 
 DEFAULT_DB = "defaultdb"
 """The database every DO cluster has, owned by `doadmin`."""
@@ -32,6 +35,12 @@ class Dbaas:
     - `bouncer`: PgBouncer in transaction mode, pool `pool_name` -> `app_db`, TLS required.
 
     The superuser (`server.superuser`) stays available to tests for setup and inspection.
+
+    With `network=` (a `standins.netns.Network`), both listen on `network.host_address` (and
+    127.0.0.1) and BOTH admit TCP clients only from `network.vps_address/32`, as DigitalOcean's
+    trusted sources do: PostgreSQL with `hostssl` lines for that address only, PgBouncer with
+    `auth_type = hba`. PgBouncer then reaches PostgreSQL over its Unix socket (when the VPS has
+    its own namespace), and setup (superuser, PgBouncer's admin console) uses Unix sockets.
     """
 
     server: PostgresServer
@@ -42,6 +51,7 @@ class Dbaas:
     app_db: str
     pool_name: str
     base_dir: Path
+    network: Network | None = None
 
     @classmethod
     def start(
@@ -54,17 +64,26 @@ class Dbaas:
         hba_addresses: Sequence[str] = ("127.0.0.1/32",),
         port: int | None = None,
         pool_port: int | None = None,
+        network: Network | None = None,
     ) -> Dbaas:
         """Start the cluster, create `admin_user`, `defaultdb` and `app_db`, then the pool.
 
         `hba_addresses` play DO's trusted sources; `port`/`pool_port` fix the direct and pool
-        ports (free ones are picked by default).
+        ports (free ones are picked by default). A `network` replaces `hba_addresses` with
+        the VPS's address alone and listens on its host address (see the class doc).
         """
+        host = "127.0.0.1"
+        ips: tuple[str, ...] = ("127.0.0.1",)
+        bouncer_hba: tuple[str, ...] | None = None
+        if network is not None:
+            host = network.host_address
+            ips = tuple(dict.fromkeys([*ips, host]))
+            hba_addresses = bouncer_hba = (network.vps_cidr,)
         base_dir = make_base_dir("handled-standins-dbaas-")
         server: PostgresServer | None = None
         try:
             ca = make_ca(base_dir / "ca", common_name="handled stand-in DBaaS CA")
-            cert = ca.issue_server_cert(base_dir / "server")
+            cert = ca.issue_server_cert(base_dir / "server", ips=ips)
             server = PostgresServer.start(
                 version=17,
                 name="dbaas",
@@ -72,6 +91,7 @@ class Dbaas:
                 require_tls=True,
                 hba_addresses=hba_addresses,
                 port=port,
+                host=host,
             )
             admin_password = new_password()
             server.create_role(admin_user, admin_password, createdb=True, createrole=True)
@@ -87,6 +107,9 @@ class Dbaas:
                 require_tls=True,
                 server_tls=True,
                 port=pool_port,
+                host=host,
+                hba_addresses=bouncer_hba,
+                server_via_socket=network is not None and network.namespace is not None,
             )
         except BaseException:
             if server is not None:
@@ -102,6 +125,7 @@ class Dbaas:
             app_db=app_db,
             pool_name=pool_name,
             base_dir=base_dir,
+            network=network,
         )
         cleanup.track(service)
         return service
@@ -157,7 +181,8 @@ class Dbaas:
         """An autocommit connection as `doadmin` (verify-full TLS), direct or through the pool.
 
         Pooled connections disable psycopg's server-side prepared statements, which PgBouncer
-        1.18 cannot carry across transactions.
+        1.18 cannot carry across transactions. With a namespaced `network` the host is not a
+        trusted source: these are refused (connect from the VPS's namespace instead).
         """
         if pooled:
             if dbname is not None:

@@ -38,6 +38,7 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 _PORT_ATTEMPTS = 4
 DEFAULT_IGNORED_STARTUP_PARAMETERS = ("extra_float_digits", "options")
+LOOPBACK = "127.0.0.1"
 
 
 class PgBouncerStartError(RuntimeError):
@@ -55,6 +56,10 @@ class PgBouncer:
     Clients authenticate with SCRAM-SHA-256 against an auth_file holding the users' passwords;
     PgBouncer logs in to the server as the same user with the same password, over TLS
     (verify-ca against the server's CA) when the server has a certificate.
+
+    With `hba_addresses`, clients are admitted by an `auth_hba_file` (`auth_type = hba`): TCP
+    only from those addresses (`hostssl` when TLS is required), and the admin console only over
+    PgBouncer's Unix socket (which `show`/`reload` then use).
     """
 
     host: str
@@ -66,6 +71,8 @@ class PgBouncer:
     pool_size: int
     admin_user: str
     admin_password: str
+    hba_addresses: tuple[str, ...] | None
+    server_via_socket: bool
 
     def __init__(
         self,
@@ -81,9 +88,12 @@ class PgBouncer:
         require_tls: bool,
         server_tls: bool,
         ignore_startup_parameters: Sequence[str],
+        host: str = LOOPBACK,
+        hba_addresses: Sequence[str] | None = None,
+        server_via_socket: bool = False,
     ) -> None:
         """Describe a PgBouncer laid out in `base_dir`; `start()` is what runs one."""
-        self.host = "127.0.0.1"
+        self.host = host
         self.port = port
         self.server = server
         self.base_dir = base_dir
@@ -96,10 +106,13 @@ class PgBouncer:
         self.require_tls = require_tls
         self.server_tls = server_tls
         self.ignore_startup_parameters = tuple(ignore_startup_parameters)
+        self.hba_addresses = tuple(hba_addresses) if hba_addresses is not None else None
+        self.server_via_socket = server_via_socket
         self._databases = dict(databases)
         self._users = dict(users)
         self._config_path = base_dir / "pgbouncer.ini"
         self._auth_path = base_dir / "userlist.txt"
+        self._hba_path = base_dir / "pgbouncer_hba.conf"
         self._pid_path = base_dir / "pgbouncer.pid"
         self._socket_dir = base_dir / "run"
         self._process: subprocess.Popen[bytes] | None = None
@@ -121,14 +134,24 @@ class PgBouncer:
         server_tls: bool = True,
         port: int | None = None,
         ignore_startup_parameters: Sequence[str] = DEFAULT_IGNORED_STARTUP_PARAMETERS,
+        host: str = LOOPBACK,
+        hba_addresses: Sequence[str] | None = None,
+        server_via_socket: bool = False,
     ) -> PgBouncer:
         """Start PgBouncer for `databases` (alias -> database on `server`) and `users`.
 
         With `tls`, clients must use TLS when `require_tls` (else TLS is allowed). With
         `server_tls` and a server certificate, PgBouncer verifies the server against its CA.
+
+        `host` is the address `url()` names; PgBouncer listens there and on 127.0.0.1.
+        `hba_addresses` (CIDRs) switch to `auth_type = hba` admitting TCP clients only from
+        those. `server_via_socket` makes PgBouncer reach the server over its Unix socket (no
+        TCP source address for the server's pg_hba to admit; no TLS on that local hop).
         """
         if pool_mode not in {"session", "transaction", "statement"}:
             raise ValueError(f"unknown PgBouncer pool_mode {pool_mode!r}")
+        if hba_addresses is not None and not hba_addresses:
+            raise ValueError("hba_addresses must name at least one address (or be None)")
         if require_tls and tls is None:
             raise ValueError("require_tls=True needs a certificate (tls=...)")
         if not Path(PGBOUNCER).exists():
@@ -147,6 +170,9 @@ class PgBouncer:
             require_tls=require_tls,
             server_tls=server_tls,
             ignore_startup_parameters=ignore_startup_parameters,
+            host=host,
+            hba_addresses=hba_addresses,
+            server_via_socket=server_via_socket,
         )
         cleanup.track(bouncer)
         try:
@@ -170,12 +196,13 @@ class PgBouncer:
     def _config_text(self) -> str:
         """pgbouncer.ini for the current databases, users and TLS settings."""
         server = self.server
+        server_host = str(server.socket_dir) if self.server_via_socket else server.host
         databases = [
-            f"{alias} = host={server.host} port={server.port} dbname={dbname}"
+            f"{alias} = host={server_host} port={server.port} dbname={dbname}"
             for alias, dbname in self._databases.items()
         ]
         settings: dict[str, str] = {
-            "listen_addr": self.host,
+            "listen_addr": ",".join(dict.fromkeys([self.host, LOOPBACK])),
             "listen_port": str(self.port),
             "unix_socket_dir": str(self._socket_dir),
             "pidfile": str(self._pid_path),
@@ -192,6 +219,9 @@ class PgBouncer:
             "log_connections": "0",
             "log_disconnections": "0",
         }
+        if self.hba_addresses is not None:
+            settings["auth_type"] = "hba"
+            settings["auth_hba_file"] = str(self._hba_path)
         if self.tls is not None:
             settings["client_tls_sslmode"] = "require" if self.require_tls else "allow"
             settings["client_tls_cert_file"] = str(self.tls.cert_path)
@@ -208,11 +238,22 @@ class PgBouncer:
         lines += [f"{key} = {value}" for key, value in settings.items()]
         return "\n".join(lines) + "\n"
 
+    def _hba_text(self) -> str:
+        """The auth_hba_file: the admin console over the Unix socket, clients from the list."""
+        host_type = "hostssl" if self.tls is not None and self.require_tls else "host"
+        lines = [f"local pgbouncer {self.admin_user} scram-sha-256"]
+        lines += [
+            f"{host_type} all all {address} scram-sha-256" for address in self.hba_addresses or ()
+        ]
+        return "\n".join(lines) + "\n"
+
     def _write_files(self) -> None:
-        """Write pgbouncer.ini and the auth_file (0600: it holds passwords)."""
+        """Write pgbouncer.ini and the auth_file (0600: it holds passwords), and the hba file."""
         users = {**self._users, self.admin_user: self.admin_password}
         auth = "".join(f"{_quote_auth(u)} {_quote_auth(p)}\n" for u, p in users.items())
         write_private_file(self._auth_path, auth)
+        if self.hba_addresses is not None:
+            write_private_file(self._hba_path, self._hba_text())
         write_private_file(self._config_path, self._config_text())
 
     def _launch(self) -> None:
@@ -291,12 +332,23 @@ class PgBouncer:
     # ----- clients and the admin console -----------------------------------------------------
 
     def url(self, alias: str, *, user: str, password: str, **params: str) -> str:
-        """`postgresql://user:pw@127.0.0.1:port/alias?params`, percent-encoded."""
+        """`postgresql://user:pw@host:port/alias?params`, percent-encoded."""
         auth = quote(user, safe="") + ":" + quote(password, safe="")
         query = ("?" + urlencode(params, quote_via=quote, safe="/")) if params else ""
         return f"postgresql://{auth}@{self.host}:{self.port}/{quote(alias, safe='')}{query}"
 
     def _admin_connect(self) -> psycopg.Connection[dict[str, Any]]:
+        if self.hba_addresses is not None:  # the hba file admits the console on the socket only
+            return psycopg.connect(
+                host=str(self._socket_dir),
+                port=self.port,
+                dbname="pgbouncer",
+                user=self.admin_user,
+                password=self.admin_password,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=10,
+            )
         params = {"sslmode": "require"} if self.tls is not None else {}
         url = self.url("pgbouncer", user=self.admin_user, password=self.admin_password, **params)
         return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -30,7 +30,11 @@ from standins.system import (
 )
 from standins.tls import ServerCert
 
+if TYPE_CHECKING:
+    from standins.netns import Network
+
 SUPERUSER = "postgres"
+LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 _PORT_ATTEMPTS = 4
@@ -85,6 +89,8 @@ class PostgresServer:
     """A running PostgreSQL cluster on 127.0.0.1 with a password-protected superuser.
 
     Start with `PostgresServer.start(...)`; use as a context manager or call `stop()`.
+    With `network=` (a `standins.netns.Network` with a namespace) it runs inside the VPS's
+    network namespace instead and `host` is the VPS's address.
     """
 
     host: str
@@ -98,6 +104,7 @@ class PostgresServer:
     socket_dir: Path
     tls: ServerCert | None
     require_tls: bool
+    network: Network | None
 
     def __init__(
         self,
@@ -108,9 +115,11 @@ class PostgresServer:
         superuser_password: str,
         tls: ServerCert | None,
         require_tls: bool,
+        host: str = LOOPBACK,
+        network: Network | None = None,
     ) -> None:
         """Describe a cluster laid out in `base_dir`; `start()` is what creates and runs one."""
-        self.host = "127.0.0.1"
+        self.host = host
         self.port = port
         self.version = version
         self.superuser = SUPERUSER
@@ -121,6 +130,7 @@ class PostgresServer:
         self.log_path = base_dir / "server.log"
         self.tls = tls
         self.require_tls = require_tls
+        self.network = network
         self._process: subprocess.Popen[bytes] | None = None
         self._stopped = False
 
@@ -137,15 +147,31 @@ class PostgresServer:
         port: int | None = None,
         hba_addresses: Sequence[str] = ("127.0.0.1/32",),
         settings: Mapping[str, str] | None = None,
+        host: str | None = None,
+        network: Network | None = None,
     ) -> PostgresServer:
         """Initialise and start a fresh cluster; returns once it accepts connections.
 
         `require_tls` makes pg_hba `hostssl`-only (needs `tls`). `settings` are extra
         postgresql.conf lines. With `port=None` a free port is picked (and re-picked if
         another process grabs it first).
+
+        `host` is the address `url()` names; the server listens there and on 127.0.0.1.
+        With a `network` that has a namespace (a VPS-local server), the postmaster runs inside
+        it (`ip netns exec NAME runuser -u handled-test -- postgres ...`), `host` defaults to
+        the VPS's address, and pg_hba also admits the VPS's and the host's addresses (the VPS
+        itself and the controller on the host). Setup keeps using the Unix socket.
         """
         if require_tls and tls is None:
             raise ValueError("require_tls=True needs a server certificate (tls=...)")
+        if network is not None and network.namespace is None:
+            network = None  # the loopback fallback is the default layout
+        if host is None:
+            host = network.vps_address if network is not None else LOOPBACK
+        if network is not None:
+            hba_addresses = _unique(
+                [*hba_addresses, network.vps_cidr, f"{network.host_address}/32"]
+            )
         bin_dir(version)
         base_dir = make_base_dir(f"handled-standins-{name}-")
         server = cls(
@@ -155,6 +181,8 @@ class PostgresServer:
             superuser_password=new_password(),
             tls=tls,
             require_tls=require_tls,
+            host=host,
+            network=network,
         )
         cleanup.track(server)
         try:
@@ -222,7 +250,11 @@ class PostgresServer:
         """Write postgresql.conf additions and a pg_hba.conf matching the TLS requirement."""
         self.socket_dir.mkdir(mode=0o700)
         chown_to_service_user(self.socket_dir)
-        values = {**_BASE_SETTINGS, "unix_socket_directories": str(self.socket_dir)}
+        values = {
+            **_BASE_SETTINGS,
+            "listen_addresses": ",".join(_unique([self.host, LOOPBACK])),
+            "unix_socket_directories": str(self.socket_dir),
+        }
         if self.tls is not None:
             values.update(
                 {
@@ -243,10 +275,15 @@ class PostgresServer:
         (self.data_dir / "pg_hba.conf").write_text("\n".join(hba) + "\n", encoding="utf-8")
 
     def _launch(self) -> None:
-        """Start `postgres` in the foreground as the service user and wait until it is ready."""
+        """Start `postgres` in the foreground as the service user and wait until it is ready.
+
+        Inside the network namespace when there is one (`ip netns exec` first, then runuser).
+        """
+        prefix = self.network.prefix() if self.network is not None else []
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                as_service_user(
+                prefix
+                + as_service_user(
                     [str(self.bin("postgres")), "-D", str(self.data_dir), "-p", str(self.port)]
                 ),
                 stdin=subprocess.DEVNULL,
@@ -345,7 +382,8 @@ class PostgresServer:
         password: str | None = None,
         **params: str,
     ) -> str:
-        """`postgresql://user:pw@127.0.0.1:port/dbname?params`, percent-encoded.
+        """`postgresql://user:pw@host:port/dbname?params`, percent-encoded (host: 127.0.0.1,
+        or the VPS's address for a server in the VPS's network namespace).
 
         Defaults to the superuser and its password; a named `user` gets only the `password`
         given.
@@ -447,3 +485,8 @@ class PostgresServer:
         self.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+def _unique(items: Sequence[str]) -> list[str]:
+    """`items` without repeats, in order."""
+    return list(dict.fromkeys(items))
