@@ -7,6 +7,10 @@
   PostgreSQL 17 DATA server with an empty `handled_data` database, and the app in single-DB mode.
 - `http_json`: a small HTTP probe (no curl) returning the status and the decoded JSON body.
 
+With `network=` (a `standins.netns.Network` with a namespace) the VPS (sshd, so pm2 and the
+app, and the servers the caller starts with the same network) lives in its own network
+namespace: the app's URLs name the VPS's address, which `http_json` accepts as well.
+
 Every command that concerns the app runs over ssh as the deploy user, through its login shell,
 exactly as the deploy's commands do. Secrets go into files (mode 0600), never into a command.
 """
@@ -33,6 +37,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from psycopg import sql
 
 from standins import cleanup
+from standins.netns import is_project_address
 from standins.postgres import PostgresServer
 from standins.scram import new_password
 from standins.sshd import DEFAULT_USER, SshHost
@@ -40,6 +45,7 @@ from standins.system import free_port
 
 if TYPE_CHECKING:
     from standins.dbaas import Dbaas
+    from standins.netns import Network
     from standins.s3 import S3Server
 
 APP_SOURCE = Path(__file__).resolve().parent / "app"
@@ -83,9 +89,15 @@ def http_json(
     payload: Mapping[str, Any] | None = None,
     timeout: float = 5.0,
 ) -> HttpResult:
-    """Call `url` (loopback http only) and decode a JSON body; never raises for HTTP errors."""
-    if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
-        raise ValueError(f"http_json only calls loopback http URLs, not {url!r}")
+    """Call `url` and decode a JSON body; never raises for HTTP errors.
+
+    Only http to loopback or to a project-made namespace address (10.231.0.0/16, the stand-in
+    VPS's own network) is allowed.
+    """
+    if not _allowed_http_url(url):
+        raise ValueError(
+            f"http_json only calls loopback or stand-in VPS (10.231.0.0/16) http URLs, not {url!r}"
+        )
     data = json.dumps(payload).encode() if payload is not None else None
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         url, data=data, method=method, headers={"content-type": "application/json"}
@@ -97,6 +109,22 @@ def http_json(
         return HttpResult(err.code, _decode(err.read()))
     except (urllib.error.URLError, OSError) as err:
         return HttpResult(0, None, error=str(getattr(err, "reason", err)))
+
+
+def _allowed_http_url(url: str) -> bool:
+    """`http://127.0.0.1:PORT...`, `http://localhost:PORT...` or `http://10.231.x.y:PORT...`."""
+    if url.startswith(("http://127.0.0.1:", "http://localhost:")):
+        return True
+    if not url.startswith("http://"):
+        return False
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    # The netloc must be exactly `address:port` (no user info, no tricks for the parser).
+    return port is not None and parts.netloc == f"{host}:{port}" and is_project_address(host)
 
 
 def with_query(url: str, **params: str) -> str:
@@ -208,6 +236,7 @@ class BackofficeApp:
 
     `api_port`/`web_port` are written to `ports.json` (read by `ecosystem.config.js`), so
     `pm2 start`, `pm2 restart --update-env` and `pm2 startOrReload` all keep the same ports.
+    The URLs name the ssh host's address: 127.0.0.1, or the VPS's address in its namespace.
     """
 
     ssh: SshHost
@@ -222,11 +251,11 @@ class BackofficeApp:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"http://{self.ssh.host}:{self.api_port}"
 
     @property
     def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return f"http://{self.ssh.host}:{self.web_port}"
 
     @property
     def health_url(self) -> str:
@@ -466,6 +495,7 @@ class Vps:
         seed: SourceSeeder | None = None,
         create_data_db: bool = True,
         start_app: bool = True,
+        network: Network | None = None,
     ) -> Vps:
         """Set up everything (about 10 s with servers passed in); the app healthy in single mode.
 
@@ -477,17 +507,20 @@ class Vps:
         them through `data_admin_url()`); `data_password` is then only a suggestion.
         Database and role names are per server: two Vps sharing servers need different ones
         (and different deploy users).
+        `network` puts the VPS in its network namespace: the SshHost started here (and the
+        servers started here) run inside it. Servers and an `ssh` passed in are the caller's:
+        start them with the same network.
         """
         owned: list[Any] = []
         try:
             if ssh is None:
-                ssh = SshHost.start(user=user)
+                ssh = SshHost.start(user=user, network=network)
                 owned.append(ssh)
             if source is None:
-                source = PostgresServer.start(version=15, name="vps-source")
+                source = PostgresServer.start(version=15, name="vps-source", network=network)
                 owned.append(source)
             if data is None:
-                data = PostgresServer.start(version=17, name="vps-data")
+                data = PostgresServer.start(version=17, name="vps-data", network=network)
                 owned.append(data)
             source_password = new_password()
             data_password = new_password()

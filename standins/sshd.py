@@ -7,6 +7,10 @@ config, host key and pid file. Key authentication only, SFTP on, no PAM.
 
 One SshHost at a time per deploy user: a lock file serialises concurrent test sessions on the
 same machine (they would otherwise share the user's home and its pm2 daemon).
+
+With `network=` (a `standins.netns.Network` with a namespace), sshd runs inside the VPS's
+network namespace and listens on the VPS's address: everything started over ssh (pm2, the app,
+dbsplit) runs there too, and reaches the "cloud" only at `network.host_address`.
 """
 
 from __future__ import annotations
@@ -25,10 +29,13 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from standins import cleanup
 from standins.system import free_port, is_root, log_tail
+
+if TYPE_CHECKING:
+    from standins.netns import Network
 
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
@@ -77,17 +84,23 @@ def _pg17_bin_dir() -> Path:
     return bin_dir(17)
 
 
-def _dotfiles() -> dict[str, str]:
+def _dotfiles(bind_host: str | None = None) -> dict[str, str]:
     """The deploy user's shell start-up files.
 
     sshd runs every command as `<login shell> -c '<command>'`. bash reads `~/.bashrc` when it
     is started by sshd, even non-interactively, so the PATH line sits at the top of `.bashrc`,
     before the usual "not interactive: stop here" guard. `.profile` covers login shells.
+    With `bind_host` (a VPS in its own namespace), `BIND_HOST` tells the app where to listen.
     """
     env_sh = (
         "# Written by standins.sshd: the deploy user's PATH (PostgreSQL 17 client tools first).\n"
         f'export PATH="{LOGIN_PATH}"\n'
     )
+    if bind_host is not None:
+        env_sh += (
+            "# The VPS has its own network namespace: the app listens on its address too.\n"
+            f'export BIND_HOST="{bind_host}"\n'
+        )
     bashrc = (
         "# Written by standins.sshd.\n"
         '[ -r "$HOME/.handled-env.sh" ] && . "$HOME/.handled-env.sh"\n'
@@ -106,6 +119,7 @@ class SshHost:
     """A running sshd on 127.0.0.1 that admits `user` with a client key made for this run.
 
     Use as a context manager or call `stop()`. Needs root (sshd switches to the user).
+    With a namespaced `network`, sshd runs inside it and `host` is the VPS's address.
     """
 
     host: str
@@ -116,10 +130,21 @@ class SshHost:
     client_key_path: Path
     known_hosts_path: Path
     log_path: Path
+    network: Network | None
 
-    def __init__(self, *, user: str, base_dir: Path, port: int) -> None:
+    def __init__(
+        self,
+        *,
+        user: str,
+        base_dir: Path,
+        port: int,
+        network: Network | None = None,
+    ) -> None:
         """Describe a host laid out in `base_dir`; `start()` is what sets one up."""
-        self.host = "127.0.0.1"
+        if network is not None and network.namespace is None:
+            network = None  # the loopback fallback is the default layout
+        self.network = network
+        self.host = network.vps_address if network is not None else "127.0.0.1"
         self.port = port
         self.user = user
         self.base_dir = base_dir
@@ -145,11 +170,15 @@ class SshHost:
         port: int | None = None,
         fresh_home: bool = True,
         lock_timeout: float = LOCK_TIMEOUT,
+        network: Network | None = None,
     ) -> SshHost:
         """Set up `user` and start sshd; returns once sshd answers with its banner.
 
         `fresh_home` empties the user's home first (only for users this module created).
         Waits up to `lock_timeout` seconds for another SshHost using the same user to stop.
+        With a namespaced `network`, sshd runs in the VPS's namespace on its address, and the
+        user's login environment sets `BIND_HOST=0.0.0.0` (inside the namespace: its loopback
+        and the VPS's address) so the app answers the host at the VPS's address.
         """
         if not is_root():
             raise SshStartError("the sshd stand-in needs root: it creates and logs in a real user")
@@ -159,7 +188,12 @@ class SshHost:
             raise ValueError(f"refusing deploy user {user!r}: use a plain unprivileged name")
         base_dir = Path(tempfile.mkdtemp(prefix="handled-standins-sshd-"))
         base_dir.chmod(0o700)
-        ssh = cls(user=user, base_dir=base_dir, port=port if port is not None else free_port())
+        ssh = cls(
+            user=user,
+            base_dir=base_dir,
+            port=port if port is not None else free_port(),
+            network=network,
+        )
         cleanup.track(ssh)
         try:
             ssh._lock(lock_timeout)
@@ -245,7 +279,9 @@ class SshHost:
         # StrictModes: the home must not be group- or world-writable.
         os.chown(home, uid, gid)
         home.chmod(0o750)
-        for name, text in _dotfiles().items():
+        # Inside the namespace "all interfaces" are its loopback and the VPS's address.
+        bind_host = "0.0.0.0" if self.network is not None else None  # noqa: S104
+        for name, text in _dotfiles(bind_host).items():
             _write_owned(home / name, text, uid, gid, 0o644)
         bin_dir = home / "bin"
         bin_dir.mkdir(exist_ok=True)
@@ -317,8 +353,9 @@ class SshHost:
         Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
         _run([SSHD, "-t", "-f", str(self._config_path)], "sshd -t (config check)")
         self.log_path.touch()
+        prefix = self.network.prefix() if self.network is not None else []
         self._process = subprocess.Popen(
-            [SSHD, "-D", "-f", str(self._config_path), "-E", str(self.log_path)],
+            [*prefix, SSHD, "-D", "-f", str(self._config_path), "-E", str(self.log_path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
