@@ -10,5 +10,7 @@
 - `host`: the fixture back-office app installed on that host and run under pm2, and the `Vps`
   composite (old `handled` on PostgreSQL 15, `handled_data` on 17, the app).
 - `handled_data`: a realistic `handled` database generated at a chosen scale.
+- `netns`: the VPS's own network namespace and address (DBaaS trusts only that address), or
+  loopback where the machine has no network namespaces.
 - `system`: the unprivileged service user, free ports and owned directories.
 """
