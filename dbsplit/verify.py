@@ -851,8 +851,25 @@ def _narrow(
         room = max(0, MAX_RANGES - len(done))
         more += max(0, len(found) - room)
         current = found[:room]
-    done.sort(key=lambda r: r.lo)
-    return done, more
+    return _merge_adjacent(done), more
+
+
+def _merge_adjacent(ranges: list[KeyRange]) -> list[KeyRange]:
+    """Sort ``ranges`` and join those that touch (``[1, 3)`` and ``[3, 4)`` -> ``[1, 4)``)."""
+    merged: list[KeyRange] = []
+    for r in sorted(ranges, key=lambda r: r.lo):
+        last = merged[-1] if merged else None
+        if last is not None and last.hi == r.lo:
+            merged[-1] = KeyRange(
+                r.key,
+                last.lo,
+                r.hi,
+                last.source_rows + r.source_rows,
+                last.target_rows + r.target_rows,
+            )
+        else:
+            merged.append(r)
+    return merged
 
 
 def _one_line(exc: BaseException) -> str:
