@@ -25,7 +25,8 @@ Example::
 
     >>> report = verify(source=src, primary=prim, data=data, config=SplitConfig())
     >>> report.ok, report.failures()
-    (False, ['DATA workspace.import_rows differs in key range id [1201, 1205): ...'])
+    (False, ['DATA workspace.import_rows differs in key range id [12345, 12346) (1 vs 1 rows)
+    (source 887256 rows, target 887256 rows)'])
 """
 
 from __future__ import annotations
