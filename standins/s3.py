@@ -48,9 +48,9 @@ class S3Server:
     base_dir: Path
     log_path: Path
 
-    def __init__(self, *, port: int, region: str, base_dir: Path) -> None:
+    def __init__(self, *, port: int, region: str, base_dir: Path, host: str = "127.0.0.1") -> None:
         """Describe a server; `start()` is what runs one."""
-        self.host = "127.0.0.1"
+        self.host = host
         self.port = port
         self.region = region
         self.access_key = "STANDIN" + secrets.token_hex(8).upper()
@@ -61,12 +61,18 @@ class S3Server:
         self._stopped = False
 
     @classmethod
-    def start(cls, *, region: str = DEFAULT_REGION, port: int | None = None) -> S3Server:
-        """Run `python -m moto.server` on a free loopback port; returns once it answers."""
+    def start(
+        cls, *, region: str = DEFAULT_REGION, port: int | None = None, host: str = "127.0.0.1"
+    ) -> S3Server:
+        """Run `python -m moto.server` on a free port of `host` (loopback by default, or the
+        host end of the VPS's network, where the VPS reaches it); returns once it answers."""
         base_dir = Path(tempfile.mkdtemp(prefix="handled-standins-s3-"))
         base_dir.chmod(0o700)
         server = cls(
-            port=port if port is not None else free_port(), region=region, base_dir=base_dir
+            port=port if port is not None else free_port(),
+            region=region,
+            base_dir=base_dir,
+            host=host,
         )
         cleanup.track(server)
         try:

@@ -15,7 +15,7 @@ import pytest
 from standins.dbaas import Dbaas
 from standins.postgres import PostgresServer
 from standins.sshd import DEFAULT_USER
-from tests.deploy.standin_window import Window
+from standins.window import Window
 
 PIP_CACHE = Path("/var/cache/handled-standins") / f"{DEFAULT_USER}-pip"
 """A pip cache the deploy user keeps across runs, so the virtualenv installs without downloads."""

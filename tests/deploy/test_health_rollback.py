@@ -15,7 +15,7 @@ import time
 import pytest
 
 from standins.host import http_json
-from tests.deploy.standin_window import ProcSampler, Window
+from standins.window import ProcSampler, Window
 
 pytestmark = pytest.mark.slow
 

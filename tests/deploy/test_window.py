@@ -18,7 +18,7 @@ import pytest
 
 from deploy.ops import dbsplit_digest
 from standins.host import http_json
-from tests.deploy.standin_window import BUCKET, ProcSampler, Run, Window
+from standins.window import BUCKET, ProcSampler, Run, Window
 
 pytestmark = pytest.mark.slow
 

@@ -1,20 +1,27 @@
 """The stand-in world of one maintenance window, and pyinfra run against it through its CLI.
 
-`Window.start()` brings up (around the session's `source_pg`, `data_pg` and `dbaas` servers):
-the VPS (`standins.host.Vps`: real sshd, deploy user, the fixture app healthy in single-DB mode
-on `handled`), a fresh PRIMARY database with its own PgBouncer pool on the DBaaS stand-in, and a
-moto S3 server with the backup bucket. `run()` runs `.venv/bin/pyinfra -y` as a subprocess with
-the secrets in its environment only, and returns the captured output.
+Used by the deploy tests and by `make rehearse` (`rehearsal.run`).
+
+`Window.start()` brings up (around given `source_pg`, `data_pg` and `dbaas` servers): the VPS
+(`standins.host.Vps`: real sshd, deploy user, the fixture app healthy in single-DB mode on
+`handled`), a fresh PRIMARY database with its own PgBouncer pool on the DBaaS stand-in, and a
+moto S3 server with the backup bucket. `Window.stand_up()` starts those servers itself, all in
+the VPS's network (`standins.netns`): source PG15 and DATA PG17 inside it, DBaaS trusting only
+its address, S3 on the host end; `stop()` then stops them too. `run()` runs
+`.venv/bin/pyinfra -y` as a subprocess with the secrets in its environment only, and returns
+the captured output (`on_line` sees each line as it comes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +29,12 @@ from typing import Any
 from psycopg import sql
 
 from standins.dbaas import Dbaas
-from standins.host import Vps
+from standins.host import SourceSeeder, Vps
+from standins.netns import Network
 from standins.postgres import PostgresServer
 from standins.s3 import S3Server
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PYINFRA = REPO / ".venv" / "bin" / "pyinfra"
 BUCKET = "handled-rehearsal-pg-backups"
 
@@ -57,6 +65,8 @@ class Window:
     auth_secret: str = field(repr=False)
     report_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    network: Network | None = None
+    owned: list[Any] = field(default_factory=list, repr=False)
 
     @classmethod
     def start(
@@ -66,12 +76,19 @@ class Window:
         data_pg: PostgresServer,
         dbaas: Dbaas,
         report_dir: Path,
+        network: Network | None = None,
+        seed: SourceSeeder | None = None,
     ) -> Window:
-        """Start the VPS and S3, and give the window a fresh PRIMARY database and pool."""
-        s3 = S3Server.start()
+        """Start the VPS and S3, and give the window a fresh PRIMARY database and pool.
+
+        With `network`, the VPS's sshd runs in it and S3 listens on its host end (the servers
+        passed in must have been started with the same network); `seed` fills `handled`.
+        """
+        s3_host = network.host_address if network is not None else "127.0.0.1"
+        s3 = S3Server.start(host=s3_host)
         try:
             s3.create_bucket(BUCKET)
-            vps = Vps.start(source=source_pg, data=data_pg)
+            vps = Vps.start(source=source_pg, data=data_pg, network=network, seed=seed)
         except BaseException:
             s3.stop()
             raise
@@ -88,8 +105,53 @@ class Window:
             pool_name=pool_name,
             auth_secret=secrets.token_urlsafe(32),
             report_dir=report_dir,
+            network=network,
         )
         window.drop_data_database()
+        return window
+
+    @classmethod
+    def stand_up(
+        cls,
+        *,
+        report_dir: Path,
+        network: Network | None = None,
+        seed: SourceSeeder | None = None,
+        on_step: Callable[[str], Any] | None = None,
+    ) -> Window:
+        """Start every server of the window (source PG15 and DATA PG17 in the VPS's network,
+        DBaaS trusting only the VPS), then `start()`; `stop()` stops them all.
+
+        `on_step(name)` is entered as a context manager around each server's start (for
+        timing); by default nothing is timed.
+        """
+        timed = on_step or (lambda _name: contextlib.nullcontext())
+        owned: list[Any] = []
+        try:
+            with timed("start source PostgreSQL 15 (VPS)"):
+                source = PostgresServer.start(version=15, name="source", network=network)
+                owned.append(source)
+            with timed("start DATA PostgreSQL 17 (VPS)"):
+                data = PostgresServer.start(version=17, name="data", network=network)
+                owned.append(data)
+            with timed("start DBaaS (PG17 TLS + PgBouncer pool 15)"):
+                dbaas = Dbaas.start(network=network)
+                owned.append(dbaas)
+            with timed("start the VPS (sshd, handled, app in single mode) and Spaces"):
+                window = cls.start(
+                    source_pg=source,
+                    data_pg=data,
+                    dbaas=dbaas,
+                    report_dir=report_dir,
+                    network=network,
+                    seed=seed,
+                )
+        except BaseException:
+            for thing in reversed(owned):
+                with contextlib.suppress(Exception):
+                    thing.stop()
+            raise
+        window.owned = owned
         return window
 
     def drop_data_database(self) -> None:
@@ -100,12 +162,17 @@ class Window:
         )
 
     def stop(self) -> None:
-        """Stop the VPS and S3; drop the PRIMARY database."""
+        """Stop the VPS and S3; drop the PRIMARY database; stop the servers it started."""
         try:
             self.vps.stop()
         finally:
             self.s3.stop()
-            self.dbaas.server.drop_database(self.primary_db)
+            with contextlib.suppress(Exception):
+                self.dbaas.server.drop_database(self.primary_db)
+            for thing in reversed(self.owned):
+                with contextlib.suppress(Exception):
+                    thing.stop()
+            self.owned = []
 
     # ----- the deploy's environment ------------------------------------------------------------
 
@@ -156,11 +223,35 @@ class Window:
             **self.extra_env,
         }
 
-    def run(self, deploy: str, *flags: str, timeout: float = 420.0, **env: str) -> Run:
-        """`pyinfra -y inventory/rehearsal.py deploy/<deploy>.py [flags]` from the repo root."""
+    def run(
+        self,
+        deploy: str,
+        *flags: str,
+        timeout: float = 420.0,
+        on_line: Callable[[str], None] | None = None,
+        **env: str,
+    ) -> Run:
+        """`pyinfra -y inventory/rehearsal.py deploy/<deploy>.py [flags]` from the repo root.
+
+        `on_line` is called with each output line as pyinfra prints it.
+        """
         argv = [str(PYINFRA), "-y", *flags, "inventory/rehearsal.py", f"deploy/{deploy}.py"]
         started = time.monotonic()
-        proc = subprocess.run(
+        if on_line is None:
+            proc = subprocess.run(
+                argv,
+                cwd=REPO,
+                env={**self.env(), **env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            return Run(proc.returncode, proc.stdout, time.monotonic() - started)
+        lines: list[str] = []
+        with subprocess.Popen(
             argv,
             cwd=REPO,
             env={**self.env(), **env},
@@ -168,10 +259,18 @@ class Window:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            timeout=timeout,
-            check=False,
-        )
-        return Run(proc.returncode, proc.stdout, time.monotonic() - started)
+        ) as popen:
+            timer = threading.Timer(timeout, popen.kill)
+            timer.start()
+            try:
+                assert popen.stdout is not None
+                for line in popen.stdout:
+                    lines.append(line)
+                    on_line(line.rstrip("\n"))
+                code = popen.wait()
+            finally:
+                timer.cancel()
+        return Run(code, "".join(lines), time.monotonic() - started)
 
     # ----- what the tests look at -------------------------------------------------------------
 
