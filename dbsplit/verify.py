@@ -36,7 +36,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg import IsolationLevel, sql
@@ -53,9 +53,18 @@ from dbsplit.checksum import (
     split_range,
 )
 from dbsplit.config import SplitConfig, Target
-from dbsplit.connect import SESSION_SETTINGS, connect
-from dbsplit.errors import VerifyError
+from dbsplit.connect import connect
 from dbsplit.urls import PgUrl
+from dbsplit.verify_report import (
+    SIDE_LABEL,
+    KeyRange,
+    SequenceCheck,
+    Side,
+    TableCheck,
+    VerifyReport,
+)
+
+__all__ = ["KeyRange", "SequenceCheck", "TableCheck", "VerifyReport", "verify"]
 
 #: Tables with more (estimated) rows than this are split into key ranges.
 CHUNK_ROWS = 250_000
@@ -72,245 +81,6 @@ MAX_RANGES = 20
 
 #: Schemas never compared: dbsplit's own bookkeeping in the targets.
 IGNORED_SCHEMAS = frozenset({BOOKKEEPING_SCHEMA})
-
-Side = Literal["source", "primary", "data"]
-Status = Literal["ok", "differs", "missing", "columns differ", "error"]
-
-_LABEL: dict[str, str] = {"source": "source", "primary": "PRIMARY", "data": "DATA"}
-
-
-# ----- the report ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyRange:
-    """A half-open key range ``[lo, hi)`` of ``key`` whose rows differ."""
-
-    key: str
-    lo: int
-    hi: int
-    source_rows: int
-    target_rows: int
-
-    def __str__(self) -> str:
-        return f"{self.key} [{self.lo}, {self.hi})"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "lo": self.lo,
-            "hi": self.hi,
-            "source_rows": self.source_rows,
-            "target_rows": self.target_rows,
-        }
-
-
-@dataclass(frozen=True)
-class TableCheck:
-    """The comparison of one source table with its copy on its target."""
-
-    schema: str
-    name: str
-    #: ``"primary"`` or ``"data"``.
-    target: str
-    status: Status
-    source_rows: int | None = None
-    target_rows: int | None = None
-    #: Key ranges compared in parallel (1: the whole table at once).
-    chunks: int = 1
-    #: The integer primary key the table was split on, if any.
-    key: str | None = None
-    #: The narrowest differing ranges found (empty for a table compared whole).
-    ranges: tuple[KeyRange, ...] = ()
-    #: More differing ranges than the ones listed in ``ranges``.
-    more_ranges: int = 0
-    detail: str = ""
-    #: Query time spent on this table, summed over both servers and every range.
-    seconds: float = 0.0
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def failure(self) -> str | None:
-        """One line naming the table (and key ranges) when it differs, else None."""
-        where = f"{_LABEL[self.target]} {self.qualname}"
-        if self.status == "ok":
-            return None
-        if self.status == "missing":
-            return f"{where} is missing"
-        if self.status in ("columns differ", "error"):
-            return f"{where}: {self.detail}"
-        counts = f"source {self.source_rows} rows, target {self.target_rows} rows"
-        if not self.ranges:
-            return f"{where} differs ({counts})"
-        shown = ", ".join(f"{r} ({r.source_rows} vs {r.target_rows} rows)" for r in self.ranges)
-        more = f" and {self.more_ranges} more" if self.more_ranges else ""
-        plural = "s" if len(self.ranges) + self.more_ranges > 1 else ""
-        return f"{where} differs in key range{plural} {shown}{more} ({counts})"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema": self.schema,
-            "name": self.name,
-            "target": self.target,
-            "status": self.status,
-            "source_rows": self.source_rows,
-            "target_rows": self.target_rows,
-            "chunks": self.chunks,
-            "key": self.key,
-            "ranges": [r.to_json() for r in self.ranges],
-            "more_ranges": self.more_ranges,
-            "detail": self.detail,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-@dataclass(frozen=True)
-class SequenceCheck:
-    """A sequence's ``(last_value, is_called)`` on the source and on its target."""
-
-    schema: str
-    name: str
-    target: str
-    source: tuple[int, bool] | None
-    actual: tuple[int, bool] | None
-    detail: str = ""
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def ok(self) -> bool:
-        return not self.detail and self.source is not None and self.source == self.actual
-
-    def failure(self) -> str | None:
-        if self.ok:
-            return None
-        where = f"{_LABEL[self.target]} sequence {self.qualname}"
-        if self.detail:
-            return f"{where}: {self.detail}"
-        if self.actual is None:
-            return f"{where} is missing"
-        return f"{where} is {_seq_text(self.actual)}, the source has {_seq_text(self.source)}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema": self.schema,
-            "name": self.name,
-            "target": self.target,
-            "ok": self.ok,
-            "source": _seq_json(self.source),
-            "target_value": _seq_json(self.actual),
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """Everything verify compared, and every difference it found."""
-
-    tables: tuple[TableCheck, ...]
-    sequences: tuple[SequenceCheck, ...]
-    #: Routing and constraint problems, one line each.
-    problems: tuple[str, ...]
-    hash_name: str
-    jobs: int
-    seconds: float
-    settings: dict[str, str] = field(default_factory=lambda: dict(SESSION_SETTINGS))
-
-    @property
-    def ok(self) -> bool:
-        """True when both targets equal the source."""
-        return not self.failures()
-
-    def failures(self) -> list[str]:
-        """One line per difference, naming the table (and key range) or object."""
-        lines = [f for t in self.tables if (f := t.failure()) is not None]
-        lines += [f for s in self.sequences if (f := s.failure()) is not None]
-        lines += list(self.problems)
-        return lines
-
-    def raise_for_failures(self) -> None:
-        """Raise :class:`VerifyError` (exit 1) naming the first difference, if any."""
-        failures = self.failures()
-        if failures:
-            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-            raise VerifyError(f"verify failed: {failures[0]}{more}")
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``ok``, ``failures``, then per-table and per-sequence details."""
-        return {
-            "ok": self.ok,
-            "failures": self.failures(),
-            "seconds": round(self.seconds, 3),
-            "hash": self.hash_name,
-            "jobs": self.jobs,
-            "settings": dict(self.settings),
-            "tables": [t.to_json() for t in self.tables],
-            "sequences": [s.to_json() for s in self.sequences],
-            "problems": list(self.problems),
-        }
-
-    def render(self) -> str:
-        """A human-readable table of every compared table, then the differences."""
-        header = ("target", "table", "source rows", "target rows", "ranges", "seconds", "status")
-        rows = [
-            (
-                _LABEL[t.target],
-                t.qualname,
-                _num(t.source_rows),
-                _num(t.target_rows),
-                str(t.chunks),
-                f"{t.seconds:.2f}",
-                t.status,
-            )
-            for t in self.tables
-        ]
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        right = {2, 3, 4, 5}
-
-        def line(cells: tuple[str, ...]) -> str:
-            return "  ".join(
-                c.rjust(w) if i in right else c.ljust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            ).rstrip()
-
-        out = [line(header), line(tuple("-" * w for w in widths))]
-        out += [line(r) for r in rows]
-        seq_bad = sum(1 for s in self.sequences if not s.ok)
-        out.append("")
-        out.append(
-            f"{len(self.tables)} tables, {len(self.sequences)} sequences ({seq_bad} differ), "
-            f"{len(self.problems)} routing/constraint problems; hash {self.hash_name}, "
-            f"{self.jobs} jobs, {self.seconds:.1f} s"
-        )
-        failures = self.failures()
-        if failures:
-            out.append(f"verify FAILED: {len(failures)} differences")
-            out += [f"  - {f}" for f in failures]
-        else:
-            out.append("verify OK: both targets equal the source")
-        return "\n".join(out)
-
-
-def _num(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _seq_text(value: tuple[int, bool] | None) -> str:
-    if value is None:
-        return "nothing"
-    return f"last_value {value[0]} ({'called' if value[1] else 'not called'})"
-
-
-def _seq_json(value: tuple[int, bool] | None) -> dict[str, Any] | None:
-    return None if value is None else {"last_value": value[0], "is_called": value[1]}
 
 
 # ----- connections ---------------------------------------------------------------------------
@@ -334,7 +104,7 @@ class _Connections:
             self._local.conns = conns
         conn = conns.get(side)
         if conn is None or conn.closed:
-            conn = connect(self._urls[side], what=_LABEL[side])
+            conn = connect(self._urls[side], what=SIDE_LABEL[side])
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             conns[side] = conn
@@ -449,7 +219,7 @@ def _plan(
         target = _target_side(config, table.schema, table.name)
         if target is None:
             problems += [
-                f"{_LABEL[side]} has {table.qualname}, which is excluded from the split"
+                f"{SIDE_LABEL[side]} has {table.qualname}, which is excluded from the split"
                 for side in ("primary", "data")
                 if name in present[side]
             ]
@@ -457,7 +227,7 @@ def _plan(
         other: Side = "data" if target == "primary" else "primary"
         if name in present[other]:
             problems.append(
-                f"{_LABEL[other]} has {table.qualname}, which is routed to {_LABEL[target]}"
+                f"{SIDE_LABEL[other]} has {table.qualname}, which is routed to {SIDE_LABEL[target]}"
             )
         copy = present[target].get(name)
         if copy is None:
@@ -467,7 +237,7 @@ def _plan(
                     table.name,
                     target,
                     "missing",
-                    detail=f"missing on {_LABEL[target]}",
+                    detail=f"missing on {SIDE_LABEL[target]}",
                 )
             )
             continue
@@ -491,7 +261,8 @@ def _plan(
     for side in ("primary", "data"):
         for extra_schema, extra_name in sorted(set(present[side]) - seen):
             problems.append(
-                f"{_LABEL[side]} has {extra_schema}.{extra_name}, which the source does not have"
+                f"{SIDE_LABEL[side]} has {extra_schema}.{extra_name}, "
+                "which the source does not have"
             )
     return problems, jobs, decided
 
@@ -604,14 +375,14 @@ def _check_foreign_keys(
         for (schema, table, name), valid in state.items():
             if not valid:
                 problems.append(
-                    f"{_LABEL[side]} foreign key {name} on {schema}.{table} is not validated"
+                    f"{SIDE_LABEL[side]} foreign key {name} on {schema}.{table} is not validated"
                 )
         for fk in catalogs["source"].foreign_keys:
             here = _target_side(config, fk.schema, fk.table)
             there = _target_side(config, fk.ref_schema, fk.ref_table)
             if here == side and there == side and (fk.schema, fk.table, fk.name) not in state:
                 problems.append(
-                    f"{_LABEL[side]} foreign key {fk.name} on {fk.qualtable} is missing"
+                    f"{SIDE_LABEL[side]} foreign key {fk.name} on {fk.qualtable} is missing"
                 )
     return problems
 
@@ -777,7 +548,7 @@ def _run_units(
                 conn.rollback()
             errors.setdefault(
                 unit.job,
-                f"cannot checksum on {_LABEL[unit.side]}: {_one_line(exc)}",
+                f"cannot checksum on {SIDE_LABEL[unit.side]}: {_one_line(exc)}",
             )
             return unit, Sum(0, 0)
         finally:
