@@ -3,8 +3,9 @@
 What is checked, for every table of the source:
 
 - **Routing.** A copied table exists in exactly its target (``config.target_of``) with the same
-  columns (names and types), and not in the other one; an excluded table
-  (``public._prisma_migrations``) or a table of an excluded schema exists in neither; a target
+  columns (names and types), and not in the other one; a table of an excluded schema exists
+  in neither; an excluded table (``public._prisma_migrations``) is not compared, since each
+  database keeps its own (the app's migrations write it on the targets); a target
   holds no table the source lacks. dbsplit's bookkeeping schema (``_dbsplit``) is ignored.
 - **Rows.** Row count and an order-independent checksum (:mod:`dbsplit.checksum`) computed inside
   each server. Tables with a single integer primary key larger than ``chunk_rows`` rows are
@@ -218,6 +219,8 @@ def _plan(
         seen.add(name)
         target = _target_side(config, table.schema, table.name)
         if target is None:
+            if config.is_excluded_table(table.schema, table.name):
+                continue  # each database keeps its own (public._prisma_migrations)
             problems += [
                 f"{SIDE_LABEL[side]} has {table.qualname}, which is excluded from the split"
                 for side in ("primary", "data")
