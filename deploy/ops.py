@@ -35,6 +35,7 @@ from pyinfra.context import host
 from dbsplit.urls import parse
 from deploy.facts import VenvDigest, Vpsctl
 from deploy.remote import Request, vpsctl_command
+from deploy.remote.vpsctl import CA_PLACEHOLDER
 from deploy.window import Window
 
 Commands = Generator[PyinfraCommand | str, None, None]
@@ -425,8 +426,9 @@ def split_migrated(window: Window) -> Commands:
     yield vpsctl(
         window.request(
             "dbsplit",
-            {"venv": s.venv, "argv": argv, "report": s.report_path},
+            {"venv": s.venv, "argv": argv, "report": s.report_path, "hold_history": True},
             dbsplit_env=window.dbsplit_env(),
+            primary_direct=window.primary_direct(),
             ca_pem=window.ca_pem(),
         )
     )
@@ -727,3 +729,150 @@ def first_hour_check(window: Window) -> Commands:
         yield fail("first-hour check failed: " + "; ".join(problems))
         return
     host.noop("first-hour check passed")
+
+
+# ----- Phase 2: PRIMARY initialisation ----------------------------------------------------------
+
+
+def _primary_state(window: Window, pool_clients: int = 0) -> dict[str, Any]:
+    s = window.settings
+    return fact(
+        window.request(
+            "primary-state",
+            {
+                "app_dir": s.app_dir,
+                "primary_schemas": list(s.primary_schemas),
+                "pool_clients": pool_clients,
+            },
+            primary_direct=window.primary_direct(),
+            primary_pool=window.primary_pool(),
+            ca_pem=window.ca_pem(),
+        )
+    )
+
+
+@operation()
+def primary_reachable(window: Window) -> Commands:
+    """
+    Connect to PRIMARY from the VPS, directly with TLS ``verify-full``: ``SELECT version()``.
+
+    + window: the host's settings and secrets
+
+    Updates: nothing, ever.
+    """
+    state = _primary_state(window)
+    if not state.get("reachable"):
+        yield fail(f"PRIMARY is not reachable from the VPS: {state.get('error')}")
+        return
+    if not state.get("tls"):
+        yield fail("PRIMARY answered without TLS")
+        return
+    host.noop(f"PRIMARY reachable from the VPS with TLS: PostgreSQL {state.get('version')}")
+
+
+@operation()
+def primary_migrated(window: Window) -> Commands:
+    """
+    ``pnpm db:migrate:primary`` through ``PRIMARY_DIRECT_URL`` (never the pool).
+
+    + window: the host's settings and secrets
+
+    Updates: only when a migration of the app's ``prisma/primary`` is not applied on PRIMARY.
+    """
+    state = _primary_state(window)
+    pending = sorted(set(state.get("local", [])) - set(state.get("applied", [])))
+    if state.get("local") and not pending:
+        host.noop(f"PRIMARY has all {len(state['local'])} of the app's migrations")
+        return
+    s = window.settings
+    yield vpsctl(
+        window.request(
+            "primary-migrate",
+            {"app_dir": s.app_dir},
+            primary_direct_url=window.primary_direct_url(CA_PLACEHOLDER),
+            ca_pem=window.ca_pem(),
+        )
+    )
+
+
+@operation()
+def primary_schemas_present(window: Window) -> Commands:
+    """
+    Check that PRIMARY has the app's schemas (``config``, ``customer``) and tables in each.
+
+    + window: the host's settings and secrets
+
+    Updates: nothing, ever.
+    """
+    tables = _primary_state(window).get("tables", {})
+    missing = [s for s in window.settings.primary_schemas if not tables.get(s)]
+    if missing:
+        yield fail(f"PRIMARY lacks tables in schema(s) {', '.join(missing)}")
+        return
+    host.noop("PRIMARY schemas: " + ", ".join(f"{k} ({v} tables)" for k, v in tables.items()))
+
+
+@operation()
+def primary_pool_tested(window: Window, clients: int) -> Commands:
+    """
+    Open ``clients`` sessions at once through the pool (``pgbouncer=true``, verify-full), more
+    than its size, each holding a server connection for a moment: all must succeed.
+
+    + window: the host's settings and secrets
+    + clients: how many concurrent sessions
+
+    Updates: nothing, ever.
+    """
+    pool = _primary_state(window, pool_clients=clients).get("pool", {})
+    if pool.get("ok") != clients:
+        yield fail(
+            f"pool test: {pool.get('ok', 0)} of {clients} concurrent sessions succeeded "
+            f"({pool.get('error') or 'no result'})"
+        )
+        return
+    host.noop(
+        f"pool test: {clients} concurrent sessions through PgBouncer all succeeded "
+        f"in {pool.get('seconds')}s"
+    )
+
+
+# ----- reset after a rollback -------------------------------------------------------------------
+
+
+@operation()
+def split_reset(window: Window, confirmed: bool) -> Commands:
+    """
+    Drop the stale split (PRIMARY's schemas and ``_dbsplit``, the ``handled_data`` database),
+    clear the rollback marker and build markers, keep the old backup aside. Refused while the
+    app runs in split mode, and without ``confirmed``.
+
+    + window: the host's settings and secrets
+    + confirmed: the operator said ``confirm_reset=yes``
+    """
+    if not confirmed:
+        yield fail(
+            "reset refused: it drops PRIMARY's split schemas and the DATA database; "
+            "pass --data confirm_reset=yes (or HANDLED_CONFIRM_RESET=yes)"
+        )
+        return
+    split = _split_state(window)
+    primary = _primary_state(window)
+    if not split.get("started") and not split.get("rolled_back") and not primary.get("tables"):
+        host.noop("no split on PRIMARY or DATA and no stale marker: nothing to reset")
+        return
+    s = window.settings
+    data_db = window.data().get("PGDATABASE", s.data_db)
+    yield vpsctl(
+        window.request(
+            "reset-split",
+            {
+                **window.app_args("single"),
+                **window.backup_args(),
+                "primary_schemas": list(s.primary_schemas),
+                "data_db": data_db,
+            },
+            primary_direct=window.primary_direct(),
+            data_admin=window.data_admin(),
+            ca_pem=window.ca_pem(),
+        )
+    )

@@ -655,8 +655,64 @@ def act_dbsplit(req: dict[str, Any]) -> None:
         env = {key: with_ca(value, ca) for key, value in sec["dbsplit_env"].items()}
         if args.get("report"):
             private_dir(home_path(args["report"]).parent)
-        say("dbsplit " + " ".join(args["argv"]))
-        stream(argv, env=env, cwd=None, what="dbsplit " + args["argv"][0])
+        primary = with_ca(sec.get("primary_direct", {}), ca)
+        with tempfile.TemporaryDirectory(prefix="handled-history-") as tmp:
+            hold = Path(tmp) / "prisma-migrations.dump"
+            held = bool(args.get("hold_history")) and _hold_history(primary, hold)
+            say("dbsplit " + " ".join(args["argv"]))
+            try:
+                stream(argv, env=env, cwd=None, what="dbsplit " + args["argv"][0])
+            finally:
+                if held:
+                    _return_history(primary, hold)
+
+
+def _hold_history(conn: Mapping[str, str], hold: Path) -> bool:
+    """Dump PRIMARY's ``public._prisma_migrations`` (made by ``deploy/primary_init.py``) into
+    ``hold`` and drop it while dbsplit runs; True when there was one.
+
+    ``dbsplit verify`` reports the table as "excluded from the split" when a target holds it,
+    though each database keeps its own history: :func:`_return_history` restores it from the
+    dump (table, rows, constraints) as soon as dbsplit ends, whether it succeeded or not.
+    """
+    rows = psql(
+        conn,
+        "SELECT to_regclass('public._prisma_migrations') IS NOT NULL",
+        what="look for PRIMARY's migration history",
+    )
+    if rows[:1] != ["t"]:
+        return False
+    env = {**conn, "PGCONNECT_TIMEOUT": "10"}
+    run(
+        ["pg_dump", "-Fc", "--no-owner", "-t", "public._prisma_migrations", "-f", str(hold)],
+        env=env,
+        what="dump PRIMARY's migration history",
+        echo=False,
+        timeout=120,
+    )
+    psql(conn, "DROP TABLE public._prisma_migrations", what="set the history aside")
+    say("PRIMARY's migration history set aside while dbsplit runs")
+    return True
+
+
+def _return_history(conn: Mapping[str, str], hold: Path) -> None:
+    """Restore the history dumped by :func:`_hold_history`."""
+    env = {**conn, "PGCONNECT_TIMEOUT": "10"}
+    run(
+        [
+            "pg_restore",
+            "--no-owner",
+            "--single-transaction",
+            "-d",
+            env.get("PGDATABASE", ""),
+            str(hold),
+        ],
+        env=env,
+        what="restore PRIMARY's migration history",
+        echo=False,
+        timeout=120,
+    )
+    say("PRIMARY's migration history is back in public._prisma_migrations")
 
 
 # ----- the app's .env and CA file ---------------------------------------------------------------
@@ -1118,6 +1174,164 @@ def act_check(req: dict[str, Any]) -> None:
     emit({"healthy": ok, "health": why, "connections": connections, "pm2": pm2, "errors": errors})
 
 
+# ----- PRIMARY initialisation (checklist Phase 2) and the reset after a rollback ----------------
+
+
+def _primary_facts(conn: Mapping[str, str], schemas: Sequence[str]) -> dict[str, Any]:
+    """Version, TLS, the app's schemas with their table counts, and applied migrations."""
+    listed = ",".join(_literal(s) for s in schemas) or "''"
+    rows = psql(
+        conn,
+        "SELECT current_setting('server_version'),"
+        " (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()),"
+        " coalesce((SELECT string_agg(n.nspname || ':' || (SELECT count(*) FROM pg_tables t"
+        " WHERE t.schemaname = n.nspname), ',') FROM pg_namespace n"
+        f" WHERE n.nspname IN ({listed})), ''),"
+        " to_regclass('public._prisma_migrations') IS NOT NULL",
+        what="read PRIMARY's state",
+    )
+    version, tls, found, has_history = [*rows[0].split("|"), "", "", "", ""][:4]
+    applied = ""
+    if has_history == "t":
+        history = psql(
+            conn,
+            "SELECT coalesce(string_agg(migration_name, ',' ORDER BY migration_name), '')"
+            " FROM public._prisma_migrations"
+            " WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL",
+            what="read PRIMARY's migration history",
+        )
+        applied = history[0] if history else ""
+    tables = {k: int(v) for k, v in (x.split(":") for x in found.split(",") if x)}
+    return {
+        "version": version,
+        "tls": tls == "t",
+        "tables": tables,
+        "applied": [m for m in applied.split(",") if m],
+    }
+
+
+def _local_migrations(args: Mapping[str, Any]) -> list[str]:
+    root = home_path(args["app_dir"]) / "prisma" / "primary" / "migrations"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir())
+
+
+def _pool_test(conn: Mapping[str, str], clients: int, hold: float) -> dict[str, Any]:
+    """``clients`` psql sessions at once through the pool, each holding a server for ``hold``."""
+    env = {**base_env(), **conn, "PGCONNECT_TIMEOUT": "10"}
+    sql = f"SELECT pg_sleep({hold:.2f}), 1"
+    started = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(clients)
+    ]
+    failures = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode != 0 or out.strip().split("|")[-1] != "1":
+            lines = [ln for ln in err.splitlines() if ln.strip()] or ["no output"]
+            failures.append(scrub(lines[-1]))
+    return {
+        "clients": clients,
+        "ok": clients - len(failures),
+        "seconds": round(time.monotonic() - started, 2),
+        "error": failures[0] if failures else "",
+    }
+
+
+def act_primary_state(req: dict[str, Any]) -> None:
+    """Fact: PRIMARY from the VPS (version, TLS, schemas, migrations), optionally a pool test."""
+    args, sec = req["args"], req["secrets"]
+    with ca_file(req) as ca:
+        try:
+            facts = _primary_facts(with_ca(sec["primary_direct"], ca), args["primary_schemas"])
+        except Failure as exc:
+            emit({"reachable": False, "error": str(exc)})
+            return
+        facts["reachable"] = True
+        facts["local"] = _local_migrations(args)
+        if args.get("pool_clients"):
+            facts["pool"] = _pool_test(
+                with_ca(sec["primary_pool"], ca),
+                int(args["pool_clients"]),
+                float(args.get("pool_hold", 0.3)),
+            )
+    emit(facts)
+
+
+def act_primary_migrate(req: dict[str, Any]) -> None:
+    """``pnpm db:migrate:primary`` with PRIMARY_DIRECT_URL in its environment (never the pool)."""
+    args, sec = req["args"], req["secrets"]
+    with ca_file(req) as ca:
+        env = {"CI": "true", "PRIMARY_DIRECT_URL": with_ca(sec["primary_direct_url"], ca)}
+        say("pnpm db:migrate:primary (PRIMARY_DIRECT_URL from the environment)")
+        stream(
+            ["pnpm", "db:migrate:primary"],
+            env=env,
+            cwd=home_path(args["app_dir"]),
+            what="pnpm db:migrate:primary",
+        )
+
+
+def _env_is_split(env_file: Path) -> bool:
+    if not env_file.exists():
+        return False
+    for line in env_file.read_text(encoding="utf-8").splitlines():
+        match = _KEY.match(line)
+        if match and match[1] == "SPLIT_DB_MODE":
+            value = line.split("=", 1)[1].strip().strip("\"'").lower()
+            return value == "true"
+    return False
+
+
+def act_reset_split(req: dict[str, Any]) -> None:
+    """Drop the split on PRIMARY and DATA and clear the deploy's state, unless the app uses it."""
+    args, sec = req["args"], req["secrets"]
+    body = get_health(args["health_url"], timeout=3)
+    if body.get("mode") == "split":
+        raise Failure("the app runs in split mode: roll back first (deploy/rollback.py)")
+    if _env_is_split(home_path(args["env_file"])):
+        raise Failure("the app's .env is in split mode: roll back first (deploy/rollback.py)")
+    drops = [*args["primary_schemas"], "_dbsplit"]
+    with ca_file(req) as ca:
+        conn = with_ca(sec["primary_direct"], ca)
+        psql(
+            conn,
+            "DROP SCHEMA IF EXISTS " + ", ".join(_ident(s) for s in drops) + " CASCADE;"
+            " DROP TABLE IF EXISTS public._prisma_migrations",
+            what="drop the split on PRIMARY",
+        )
+    say(f"PRIMARY: dropped schemas {', '.join(drops)} and the app's migration history")
+    db = args["data_db"]
+    psql(
+        sec["data_admin"],
+        f"DROP DATABASE IF EXISTS {_ident(db)} WITH (FORCE)",
+        what=f"drop {db}",
+    )
+    say(f"DATA: dropped database {db}")
+    state = home_path(args["state_dir"])
+    for name in ("rolled-back", "app-built", "app-restarted"):
+        with contextlib.suppress(FileNotFoundError):
+            (state / name).unlink()
+    dump, digest, manifest = _backup_paths(args)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for path in (dump, digest, manifest):
+        if path.exists():
+            path.rename(path.with_name(f"{path.name}.{stamp}"))
+    say(
+        "cleared the stale-split marker and build markers; the old backup kept with suffix "
+        f".{stamp} (the next window takes a fresh one)"
+    )
+
+
 # ----- entry point ------------------------------------------------------------------------------
 
 ACTIONS = {
@@ -1143,6 +1357,9 @@ ACTIONS = {
     "health-wait": act_health_wait,
     "restore": act_restore,
     "check": act_check,
+    "primary-state": act_primary_state,
+    "primary-migrate": act_primary_migrate,
+    "reset-split": act_reset_split,
 }
 
 
