@@ -1,19 +1,35 @@
 """A light load generator: keeps calling the app so the report shows every failed request.
 
-It only ever calls the loopback address it is given, at a fixed rate, and stops by itself after
-``max_seconds`` or ``max_requests``, whichever comes first.
+It only ever calls the address it is given when that is loopback or inside the project's VPS
+namespace range 10.231.0.0/16 (the stand-in VPS's own address), at a fixed rate, and stops by
+itself after ``max_seconds`` or ``max_requests``, whichever comes first. A path may name its
+method (``"POST /api/integration-runs"``, sent with an empty JSON body); the default is GET.
 """
 
 from __future__ import annotations
 
 import http.client
 import ipaddress
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from rehearsal.model import Request
+
+PROJECT_SUBNET = ipaddress.ip_network("10.231.0.0/16")
+
+
+def _allowed(host: str) -> bool:
+    """Loopback, or an IPv4 address inside the project's namespace range; nothing else."""
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or (ip.version == 4 and ip in PROJECT_SUBNET)
 
 
 class LoadGenerator:
@@ -35,8 +51,10 @@ class LoadGenerator:
     ) -> None:
         parts = urlsplit(base_url)
         host = parts.hostname or ""
-        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"the load generator only targets loopback addresses, not {host!r}")
+        if not _allowed(host):
+            raise ValueError(
+                f"the load generator only targets loopback or 10.231.0.0/16 addresses, not {host!r}"
+            )
         self.host = host
         self.port = parts.port or 80
         self.paths = list(paths)
@@ -73,9 +91,13 @@ class LoadGenerator:
     def _one(self, path: str) -> Request:
         at = self.clock()
         t = time.monotonic()
+        method, _, target = path.rpartition(" ")
+        method = method or "GET"
+        body = json.dumps({}) if method != "GET" else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            conn.request("GET", path)
+            conn.request(method, target, body=body, headers=headers)
             response = conn.getresponse()
             response.read()
             status = response.status

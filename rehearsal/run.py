@@ -1,0 +1,546 @@
+"""`make rehearse`: the whole maintenance window, rehearsed on real stand-ins, with a report.
+
+Stands up the window's world (`standins.window.Window.stand_up`, the VPS in its own network
+namespace where the machine allows it), starts a load generator against the app and a sampler
+watching the source's read-only state and the app's health, then runs the real entry points:
+single-DB health, `deploy/primary_init.py`, `deploy/production.py`, `deploy/check.py`, the
+rollback drill (`deploy/rollback.py`), `deploy/reset_split.py` + PRIMARY init + the redeploy, a
+re-run with nothing to change, and the restore drill (`deploy/restore.py`, from Spaces). Then
+it writes the report and prints the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rehearsal import caches, ledger
+from rehearsal.checklist import assess, read_checklist
+from rehearsal.load import LoadGenerator
+from rehearsal.model import Rehearsal, Step, TableCheck, Window
+from rehearsal.report import BUDGETS, write_report
+from rehearsal.sampler import Sample, StateSampler, first
+from standins import handled_data
+from standins.host import SourceSeeder, http_json
+from standins.netns import Loopback, Network, vps_network
+from standins.window import REPO, Run
+from standins.window import Window as World
+
+CHECKLIST = REPO.parent / "shared" / "docs" / "deployment-checklist.md"
+LOAD_PATHS = (
+    "/api/health",
+    "/api/users/count",
+    "POST /api/integration-runs",
+    "/api/carriers",
+    "/api/customers/count",
+)
+MAX_OPS = 8
+"""The longest operations of the first deploy shown on the timeline (it fits one screen)."""
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_OP = re.compile(r"--> Starting operation:\s*(.+?)\s*$")
+
+
+@dataclass
+class Options:
+    scale_mb: int = 1000
+    out: Path = Path("reports")
+    keep: bool = False
+    rate: float = 10.0
+    say: Callable[[str], None] = print
+
+
+@dataclass
+class Result:
+    rehearsal: Rehearsal
+    report: Path | None
+    passed: bool
+    env_file: Path | None = None
+    world: World | None = field(default=None, repr=False)
+
+
+class Rehearse:
+    """One rehearsal: the world, the clocks, the records."""
+
+    def __init__(self, options: Options) -> None:
+        self.o = options
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.r = Rehearsal(started_at=stamp, scale_mb=options.scale_mb)
+        self.dir = (options.out / f"rehearsal-{stamp}").resolve()
+        self.world: World | None = None
+        self.network: Network | None = None
+        self.sampler: StateSampler | None = None
+        self.load: LoadGenerator | None = None
+        self.runs: dict[str, tuple[float, float, Run]] = {}
+        self.ops: list[Step] = []
+
+    # ----- steps -------------------------------------------------------------------------------
+
+    @contextmanager
+    def step(self, name: str, phase: str) -> Iterator[Step]:
+        self.o.say(f"[{self.r.now():7.1f}s] {phase}: {name}")
+        with self.r.step(name, phase) as record:
+            yield record
+        self.o.say(f"[{self.r.now():7.1f}s]   done in {record.seconds:.1f}s")
+
+    def pyinfra(
+        self, name: str, phase: str, deploy: str, *flags: str, ops: bool = False, **env: str
+    ) -> Run:
+        """Run a deploy as a step (its operations as sub-steps when ``ops``); raise on failure."""
+        assert self.world is not None
+        subs: list[Step] = []
+
+        def on_line(line: str) -> None:
+            match = _OP.search(_ANSI.sub("", line))
+            if not match or not ops:
+                return
+            now = self.r.now()
+            if subs:
+                subs[-1].end = now
+            label = match.group(1).split(" | ")[-1]
+            label = label if len(label) <= 44 else label[:43] + "…"
+            subs.append(Step(name="  " + label, phase="operation", start=now, end=now))
+
+        with self.step(name, phase) as record:
+            start = self.r.now()
+            run = self.world.run(deploy, *flags, timeout=3600, on_line=on_line, **env)
+            end = self.r.now()
+            self.runs[name] = (start, end, run)
+            if subs:
+                subs[-1].end = end
+                self.ops.extend(subs)
+                longest = sorted(subs, key=lambda s: s.seconds, reverse=True)[:MAX_OPS]
+                self.r.steps.extend(s for s in subs if s in longest and s.seconds >= 0.5)
+            (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+            log = self.dir / "logs" / f"{len(self.runs):02d}-{deploy}.log"
+            log.write_text(self._scrub(run.output), encoding="utf-8")
+            record.detail = f"pyinfra {deploy}.py exit {run.returncode} ({log.name})"
+            if run.returncode != 0:
+                lines = [ln for ln in _ANSI.sub("", run.output).splitlines() if ln.strip()]
+                errors = [ln for ln in lines if "error" in ln.lower()] or lines[-1:]
+                raise RuntimeError(f"{deploy}.py failed: {self._scrub(errors[-1].strip())}")
+        return run
+
+    def _scrub(self, text: str) -> str:
+        if self.world is None:
+            return text
+        for secret in self.world.secret_values():
+            text = text.replace(secret, "***")
+        return text
+
+    # ----- the world ---------------------------------------------------------------------------
+
+    def stand_up(self) -> None:
+        for line in ledger.sweep():
+            self.o.say(f"swept from an earlier run: {line}")
+        with self.step("VPS network namespace", "stand-ins"):
+            network = vps_network()
+        if network.isolated:
+            with self.step("warm pnpm store and wheelhouse outside the namespace", "stand-ins"):
+                try:
+                    self.o.say("  " + caches.warm())
+                except (caches.WarmError, OSError) as err:
+                    network.close()
+                    network = Loopback(f"warming the caches failed: {err}")
+        self.network = network
+        self.r.notes.append(network.describe())
+        self.o.say(f"  {network.describe()}")
+        seed = self._seed()
+        world = World.stand_up(
+            report_dir=self.dir / "deploy",
+            network=network,
+            seed=seed,
+            on_step=lambda name: self.step(name, "stand-ins"),
+        )
+        self.world = world
+        if network.isolated:
+            world.extra_env["HANDLED_PIP_ARGS"] = caches.pip_args()
+        ledger.record(
+            ledger.pids_of([*world.owned, world.s3, world.vps.ssh]),
+            network.namespace,
+        )
+        self._prove_stand_ins()
+
+    def _seed(self) -> SourceSeeder:
+        def seed(owner_url: str) -> None:
+            with self.step(f"generate handled at {self.o.scale_mb} MB", "stand-ins"):
+                size = handled_data.generate(
+                    owner_url, self.o.scale_mb, jobs=max(2, os.cpu_count() or 2), progress=None
+                )
+            self.r.numbers["source_mb"] = size / 1e6
+            self.r.prove(
+                "source.generated",
+                True,
+                f"realistic handled database generated: {size / 1e6:.0f} MB",
+            )
+
+        return seed
+
+    def _prove_stand_ins(self) -> None:
+        w = self.world
+        assert w is not None
+        with w.dbaas.server.connect() as conn:
+            row = conn.execute("SELECT version()").fetchone()
+        version = str(row[0]).split(" on ")[0] if row else "?"
+        self.r.prove("dbaas.version", version.startswith("PostgreSQL 17"), version)
+        hba = (w.dbaas.server.data_dir / "pg_hba.conf").read_text().splitlines()
+        host_lines = [ln for ln in hba if ln.startswith("host")]
+        self.r.prove(
+            "dbaas.tls",
+            bool(host_lines) and all(ln.startswith("hostssl") for ln in host_lines),
+            "pg_hba admits TCP only as hostssl: " + "; ".join(host_lines),
+        )
+        vps = self.network.vps_address if self.network else "?"
+        self.r.prove(
+            "dbaas.hba",
+            all(f"{vps}/32" in ln for ln in host_lines),
+            f"DBaaS trusts only {vps}/32 ({self.network.describe() if self.network else ''})",
+        )
+        config = w.dbaas.bouncer.config()
+        self.r.prove(
+            "dbaas.pool",
+            config.get("pool_mode") == "transaction" and config.get("default_pool_size") == "15",
+            f"PgBouncer pool_mode={config.get('pool_mode')}, "
+            f"default_pool_size={config.get('default_pool_size')}",
+        )
+        self.r.prove(
+            "vps.ssh",
+            True,
+            f"sshd at {w.vps.ssh.host}:{w.vps.ssh.port}, deploy user {w.vps.ssh.user}",
+        )
+
+    # ----- the drill ---------------------------------------------------------------------------
+
+    def start_watchers(self) -> None:
+        w = self.world
+        assert w is not None
+        self.sampler = StateSampler(
+            w.vps.source, w.vps.source_db, w.vps.app.health_url, clock=self.r.now
+        ).start()
+        self.load = LoadGenerator(
+            w.vps.app.api_url, LOAD_PATHS, clock=self.r.now, rate=self.o.rate
+        ).start()
+
+    def single_health(self) -> None:
+        w = self.world
+        assert w is not None
+        with self.step("single-DB health", "phase 1"):
+            body = http_json(w.vps.app.health_url).body
+            ok = isinstance(body, dict) and body.get("mode") == "single"
+            ok = ok and isinstance(body, dict) and body.get("status") == "ok"
+            self.r.prove("app.single_health", ok, f"/api/health: {_health_text(body)}")
+            if not ok:
+                raise RuntimeError(f"the app is not healthy in single mode: {body}")
+
+    def primary_init(self, label: str = "PRIMARY initialisation") -> None:
+        run = self.pyinfra(label, "phase 2", "primary_init", "-v")
+        text = _ANSI.sub("", run.output)
+        pool = re.search(r"pool test: (\d+) concurrent sessions[^\n]*", text)
+        self.r.prove(
+            "load.concurrency",
+            pool is not None,
+            pool.group(0) if pool else "no pool test result",
+        )
+        reach = re.search(r"PRIMARY reachable from the VPS with TLS: [^\n]*", text)
+        if reach:
+            self.r.prove("deploy.preflight", True, reach.group(0))
+
+    def deploy(self, label: str) -> None:
+        run = self.pyinfra(label, "phase 4", "production", "-v", ops=True)
+        text = _ANSI.sub("", run.output)
+        self.r.prove(
+            "deploy.preflight", "preflight passed" in text, _find(text, "preflight passed")
+        )
+        self.r.prove("deploy.backup", True, "pg_dump -Fc + sha256 + pg_restore --list on the VPS")
+        self.r.prove("deploy.backup_upload", True, "uploaded to the Spaces bucket, SHA-256 checked")
+        self.r.prove("deploy.data_db", True, "handled_data and handled_data_user created")
+        self.r.prove(
+            "deploy.ca", True, f"CA written to {self.world.vps.app.app_dir if self.world else ''}"
+        )
+        self.r.prove("deploy.app_build", True, "pnpm install, db:generate, both migrations, build")
+        self.r.prove(
+            "deploy.restart", True, "pm2 restart backoffice-api backoffice-web --update-env"
+        )
+        values = self.world.vps.app.read_env() if self.world else {}
+        env_ok = (
+            values.get("SPLIT_DB_MODE") == "true"
+            and "pgbouncer=true" in values.get("PRIMARY_DATABASE_URL", "")
+            and bool(values.get("DATA_DATABASE_URL"))
+            and len(values.get("AUTH_SECRET", "")) >= 32
+        )
+        self.r.prove(
+            "deploy.env",
+            env_ok,
+            ".env: SPLIT_DB_MODE=true, PRIMARY_DATABASE_URL with pgbouncer=true and "
+            "sslmode=verify-full, DATA_DATABASE_URL, AUTH_SECRET (32+ chars), mode 0600",
+        )
+        body = http_json(self.world.vps.app.health_url).body if self.world else {}
+        split_ok = isinstance(body, dict) and body.get("mode") == "split"
+        self.r.prove("app.split_health", split_ok, f"/api/health: {_health_text(body)}")
+        self._tables()
+
+    def _tables(self) -> None:
+        assert self.world is not None
+        reports = sorted((self.dir / "deploy").rglob("dbsplit-migrate-report.json"))
+        if not reports:
+            self.r.prove("split.verify", False, "no dbsplit report fetched back")
+            return
+        data = json.loads(reports[-1].read_text(encoding="utf-8"))
+        verify = data.get("verify") or {}
+        self.r.tables = [
+            TableCheck(
+                target=str(t.get("target")),
+                table=f"{t.get('schema')}.{t.get('name')}",
+                source_rows=int(t.get("source_rows") or 0),
+                target_rows=t.get("target_rows"),
+                matches=t.get("status") == "ok",
+            )
+            for t in verify.get("tables", [])
+        ]
+        copied = sum(int(t.get("rows", 0)) for t in data.get("tables", []))
+        self.r.prove(
+            "split.migrate",
+            bool(data.get("ok")),
+            f"dbsplit migrate: {len(data.get('tables', []))} tables, {copied} rows copied "
+            f"in {data.get('seconds')} s (report {reports[-1].name})",
+        )
+        ok = bool(verify.get("ok")) and all(t.matches for t in self.r.tables)
+        self.r.prove(
+            "split.verify",
+            ok,
+            f"dbsplit verify: {len(self.r.tables)} tables, row counts and checksums "
+            f"({verify.get('hash')}) {'all match' if ok else 'DIFFER'}; sequences checked",
+        )
+
+    def check(self) -> None:
+        run = self.pyinfra("post-deployment validation (check.py)", "phase 4", "check")
+        text = _ANSI.sub("", run.output)
+        self.r.prove("check.health", True, _find(text, "health") or "healthy, both connected")
+        self.r.prove(
+            "check.connections", True, _find(text, "primary connections in use") or "in use"
+        )
+        self.r.prove(
+            "check.pm2_logs", True, _find(text, "pm2 backoffice-api") or "no errors in pm2 logs"
+        )
+        assert self.world is not None
+        bad = []
+        for path in (self.world.dbaas.server.log_path, self.world.data_pg.log_path):
+            for line in path.read_text(errors="replace").splitlines():
+                if re.search(r"\b(PANIC|FATAL):", line) and "terminating connection" not in line:
+                    bad.append(line)
+        self.r.prove(
+            "check.pg_logs",
+            not bad,
+            "no FATAL/PANIC lines in PRIMARY's and DATA's PostgreSQL logs"
+            if not bad
+            else f"{len(bad)} FATAL/PANIC lines, e.g. {self._scrub(bad[0])[:160]}",
+        )
+
+    def rollback(self) -> None:
+        self.pyinfra("rollback drill (rollback.py)", "rollback", "rollback")
+
+    def reset_and_redeploy(self) -> None:
+        self.pyinfra(
+            "reset the stale split (reset_split.py)",
+            "redeploy",
+            "reset_split",
+            HANDLED_CONFIRM_RESET="yes",
+        )
+        self.primary_init("PRIMARY initialisation again")
+        self.deploy_again()
+
+    def deploy_again(self) -> None:
+        self.pyinfra("redeploy (production.py)", "redeploy", "production")
+        self._tables()
+
+    def rerun(self) -> None:
+        run = self.pyinfra("re-run with nothing to change", "redeploy", "production")
+        self.r.numbers["rerun_s"] = run.seconds
+
+    def restore(self) -> None:
+        assert self.world is not None
+        dump = self.world.vps.ssh.home / "backups" / "handled-pre-split.dump"
+        if dump.exists():
+            dump.unlink()  # restore from the copy in Spaces, as after losing the VPS's disk
+        run = self.pyinfra("restore drill from Spaces (restore.py)", "restore", "restore")
+        self.r.numbers["restore_s"] = run.seconds
+
+    # ----- numbers -----------------------------------------------------------------------------
+
+    def measure(self) -> None:
+        samples = self.sampler.stop() if self.sampler else []
+        self.r.requests = self.load.stop() if self.load else []
+        self.sampler = None
+        self.load = None
+        first_deploy = self.runs.get("production deploy")
+        if first_deploy:
+            start, end, _ = first_deploy
+            self._window(samples, start, end)
+            migrate = [s for s in self.ops if "dbsplit migrate" in s.name]
+            migrate = [s for s in migrate if start <= s.start <= end]
+            if migrate:
+                self.r.numbers["migration_s"] = sum(s.seconds for s in migrate)
+        drill = self.runs.get("rollback drill (rollback.py)")
+        if drill:
+            start, end, _run = drill
+            healthy_at = first(
+                samples, start, lambda s: s.mode == "single" and s.healthy and s.frozen is False
+            )
+            stop = healthy_at if healthy_at is not None and healthy_at <= end + 5 else end
+            self.r.numbers["rollback_s"] = stop - start
+            self.r.windows.append(Window("rollback", start, stop, 30.0))
+        rate = self.r.success_rate()
+        if rate is not None:
+            self.r.numbers["success_rate_pct"] = 100 * rate
+
+    def _window(self, samples: list[Sample], start: float, end: float) -> None:
+        frozen_at = first(samples, start, lambda s: bool(s.frozen), end)
+        stop_steps = [
+            s
+            for s in self.r.steps
+            if s.phase == "operation"
+            and start <= s.start <= end
+            and s.name.strip().startswith("3.")
+        ]
+        failed = [q.at for q in self.r.requests if not q.ok and start <= q.at <= end]
+        candidates = [t for t in (stop_steps[0].start if stop_steps else None,) if t is not None]
+        window_start = min(candidates + failed[:1]) if candidates or failed else None
+        split_at = first(
+            samples, frozen_at if frozen_at is not None else start, _split_healthy, end + 5
+        )
+        if frozen_at is not None and split_at is not None:
+            self.r.numbers["write_freeze_s"] = split_at - frozen_at
+            self.r.windows.append(Window("write freeze", frozen_at, split_at, 120.0))
+        if window_start is not None and split_at is not None:
+            self.r.numbers["window_s"] = split_at - window_start
+            self.r.windows.append(Window("maintenance window", window_start, split_at, 7200.0))
+
+    # ----- the whole thing ---------------------------------------------------------------------
+
+    def run(self) -> Result:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        env_file: Path | None = None
+        failure: BaseException | None = None
+        try:
+            self.stand_up()
+            self.start_watchers()
+            self.single_health()
+            self.primary_init()
+            self.deploy("production deploy")
+            self.check()
+            self.rollback()
+            self.reset_and_redeploy()
+            self.rerun()
+            self.restore()
+        except Exception as exc:  # recorded as the failed step; the report still gets written
+            failure = exc
+            self.o.say(f"FAILED: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        finally:
+            self.measure()
+        report = self._report()
+        passed = failure is None and self.r.ok and self._within_budgets()
+        if self.world is not None:
+            if self.o.keep:
+                env_file = self._keep()
+            else:
+                with self.step("tear down the stand-ins", "teardown"):
+                    self.world.stop()
+                    if self.network is not None:
+                        self.network.close()
+                    ledger.clear()
+        self._print(report, passed)
+        return Result(self.r, report, passed, env_file, self.world if self.o.keep else None)
+
+    def _within_budgets(self) -> bool:
+        for key, (_label, budget) in BUDGETS.items():
+            if budget is not None and key in self.r.numbers and self.r.numbers[key] > budget:
+                return False
+        required = ("write_freeze_s", "window_s", "rollback_s", "rerun_s", "restore_s")
+        return all(k in self.r.numbers for k in required)
+
+    def _report(self) -> Path:
+        items = read_checklist(CHECKLIST)
+        return write_report(self.r, assess(items, self.r.evidence), self.dir)
+
+    def _keep(self) -> Path:
+        assert self.world is not None
+        w = self.world
+        path = self.dir / "stand-ins.env"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for key, value in w.env().items():
+                if key.startswith(("HANDLED_", "OLD_", "PRIMARY_", "DATA_", "AUTH_", "SPACES_")):
+                    handle.write(f"export {key}='{value}'\n")
+        ssh = w.vps.ssh
+        self.o.say("stand-ins kept running (`python -m rehearsal` sweeps them next time):")
+        self.o.say(
+            f"  ssh:    ssh -i {ssh.client_key_path} -o UserKnownHostsFile={ssh.known_hosts_path} "
+            f"-p {ssh.port} {ssh.user}@{ssh.host}"
+        )
+        self.o.say(f"  app:    {w.vps.app.api_url}/api/health  (web {w.vps.app.web_url})")
+        self.o.say(
+            f"  DBaaS:  {w.dbaas.server.host}:{w.dbaas.server.port} (pool {w.dbaas.bouncer.port})"
+        )
+        self.o.say(f"  Spaces: {w.s3.endpoint_url} bucket {w.env()['HANDLED_BACKUP_BUCKET']}")
+        self.o.say(f"  URLs and keys (mode 0600): . {path}")
+        self.o.say(
+            f"  pyinfra: . {path} && .venv/bin/pyinfra -y inventory/rehearsal.py deploy/check.py"
+        )
+        return path
+
+    def _print(self, report: Path, passed: bool) -> None:
+        self.o.say("")
+        self.o.say(f"{'measure':<60} {'measured':>10} {'budget':>9}")
+        for key, (label, budget) in BUDGETS.items():
+            if key in self.r.numbers:
+                value = self.r.numbers[key]
+                mark = "" if budget is None else ("  ok" if value <= budget else "  OVER")
+                btext = "—" if budget is None else f"{budget:.0f} s"
+                self.o.say(f"{label:<60} {value:>8.1f} s {btext:>9}{mark}")
+        rate = self.r.success_rate()
+        if rate is not None:
+            failed = sum(not q.ok for q in self.r.requests)
+            self.o.say(
+                f"{'request success rate':<60} {100 * rate:>9.2f}% "
+                f"({failed} of {len(self.r.requests)} failed)"
+            )
+        self.o.say(f"report: {report}")
+        self.o.say("rehearsal " + ("PASSED" if passed else "FAILED"))
+
+
+def _split_healthy(sample: Sample) -> bool:
+    return sample.mode == "split" and sample.healthy
+
+
+def _health_text(body: Any) -> str:
+    if not isinstance(body, dict):
+        return "no answer"
+    dbs = body.get("databases") or {}
+    parts = [
+        f"{n} {d.get('database')} {'connected' if d.get('connected') else 'NOT connected'}"
+        for n, d in sorted(dbs.items())
+    ]
+    return f"status {body.get('status')}, mode {body.get('mode')}; " + ", ".join(parts)
+
+
+def _find(text: str, needle: str) -> str:
+    for line in text.splitlines():
+        if needle in line:
+            return line.strip()[:240]
+    return ""
+
+
+def rehearse(options: Options) -> Result:
+    """Run one rehearsal (see the module docstring)."""
+    return Rehearse(options).run()
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
