@@ -426,9 +426,8 @@ def split_migrated(window: Window) -> Commands:
     yield vpsctl(
         window.request(
             "dbsplit",
-            {"venv": s.venv, "argv": argv, "report": s.report_path, "hold_history": True},
+            {"venv": s.venv, "argv": argv, "report": s.report_path},
             dbsplit_env=window.dbsplit_env(),
-            primary_direct=window.primary_direct(),
             ca_pem=window.ca_pem(),
         )
     )

@@ -655,64 +655,8 @@ def act_dbsplit(req: dict[str, Any]) -> None:
         env = {key: with_ca(value, ca) for key, value in sec["dbsplit_env"].items()}
         if args.get("report"):
             private_dir(home_path(args["report"]).parent)
-        primary = with_ca(sec.get("primary_direct", {}), ca)
-        with tempfile.TemporaryDirectory(prefix="handled-history-") as tmp:
-            hold = Path(tmp) / "prisma-migrations.dump"
-            held = bool(args.get("hold_history")) and _hold_history(primary, hold)
-            say("dbsplit " + " ".join(args["argv"]))
-            try:
-                stream(argv, env=env, cwd=None, what="dbsplit " + args["argv"][0])
-            finally:
-                if held:
-                    _return_history(primary, hold)
-
-
-def _hold_history(conn: Mapping[str, str], hold: Path) -> bool:
-    """Dump PRIMARY's ``public._prisma_migrations`` (made by ``deploy/primary_init.py``) into
-    ``hold`` and drop it while dbsplit runs; True when there was one.
-
-    ``dbsplit verify`` reports the table as "excluded from the split" when a target holds it,
-    though each database keeps its own history: :func:`_return_history` restores it from the
-    dump (table, rows, constraints) as soon as dbsplit ends, whether it succeeded or not.
-    """
-    rows = psql(
-        conn,
-        "SELECT to_regclass('public._prisma_migrations') IS NOT NULL",
-        what="look for PRIMARY's migration history",
-    )
-    if rows[:1] != ["t"]:
-        return False
-    env = {**conn, "PGCONNECT_TIMEOUT": "10"}
-    run(
-        ["pg_dump", "-Fc", "--no-owner", "-t", "public._prisma_migrations", "-f", str(hold)],
-        env=env,
-        what="dump PRIMARY's migration history",
-        echo=False,
-        timeout=120,
-    )
-    psql(conn, "DROP TABLE public._prisma_migrations", what="set the history aside")
-    say("PRIMARY's migration history set aside while dbsplit runs")
-    return True
-
-
-def _return_history(conn: Mapping[str, str], hold: Path) -> None:
-    """Restore the history dumped by :func:`_hold_history`."""
-    env = {**conn, "PGCONNECT_TIMEOUT": "10"}
-    run(
-        [
-            "pg_restore",
-            "--no-owner",
-            "--single-transaction",
-            "-d",
-            env.get("PGDATABASE", ""),
-            str(hold),
-        ],
-        env=env,
-        what="restore PRIMARY's migration history",
-        echo=False,
-        timeout=120,
-    )
-    say("PRIMARY's migration history is back in public._prisma_migrations")
+        say("dbsplit " + " ".join(args["argv"]))
+        stream(argv, env=env, cwd=None, what="dbsplit " + args["argv"][0])
 
 
 # ----- the app's .env and CA file ---------------------------------------------------------------
