@@ -64,6 +64,10 @@ def test_the_rehearsal_passes_and_prints_its_numbers(result: Result) -> None:
     ):
         assert name in names
     assert any(s.phase == "operation" for s in result.rehearsal.steps)
+    unproven = {k: v[1] for k, v in result.rehearsal.evidence.items() if not v[0]}
+    assert not unproven, f"evidence that failed: {unproven}"
+    for key in ("dbaas.hba", "dbaas.pool", "load.concurrency", "split.verify", "check.pg_logs"):
+        assert key in result.rehearsal.evidence
     data = json.loads((result.report.parent / "result.json").read_text())  # type: ignore[union-attr]
     assert data["ok"] is True
 
