@@ -153,8 +153,38 @@ def split_entries(text: str) -> tuple[str, list[Entry]]:
 
 
 def _sql(lines: list[str]) -> str:
-    kept = [ln for ln in lines if not (ln.startswith("--") and not ln.startswith("-- "))]
+    kept = [
+        portable
+        for ln in lines
+        if not (ln.startswith("--") and not ln.startswith("-- "))
+        if (portable := portable_column_options(ln)) is not None
+    ]
     return "\n".join(kept).strip() + "\n"
+
+
+#: Per-column options every PostgreSQL from 15 to 17 accepts (``ALTER COLUMN ... SET (...)``).
+COLUMN_OPTIONS = frozenset({"n_distinct", "n_distinct_inherited"})
+_COLUMN_OPTIONS_RE = re.compile(
+    r"^(?P<head>ALTER TABLE (?:ONLY )?\S+ ALTER COLUMN \S+ SET )\((?P<opts>[^()]*)\);$"
+)
+
+
+def portable_column_options(line: str) -> str | None:
+    """``line`` with column options no target knows dropped (None: nothing left to set).
+
+    Debian's PostgreSQL 15.20 stamps every column with an internal ``pg_attver`` option, which
+    its ``pg_dump`` writes out and PostgreSQL 17 refuses ("unrecognized parameter"). Only the
+    planner statistics options (:data:`COLUMN_OPTIONS`) carry meaning across servers.
+    """
+    m = _COLUMN_OPTIONS_RE.match(line)
+    if m is None:
+        return line
+    kept = [
+        opt.strip()
+        for opt in m["opts"].split(",")
+        if opt.split("=", 1)[0].strip() in COLUMN_OPTIONS
+    ]
+    return f"{m['head']}({', '.join(kept)});" if kept else None
 
 
 def _group(entries: Any) -> tuple[tuple[str, tuple[Entry, ...]], ...]:

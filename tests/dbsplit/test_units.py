@@ -292,3 +292,15 @@ def test_copy_parts_and_queries() -> None:
     )
     triggered = make_parts(Target.DATA, big, bounds, binary=True, disable_triggers=True)
     assert len(triggered) == 1
+
+
+def test_column_options_no_target_knows_are_dropped() -> None:
+    from dbsplit.schema import portable_column_options
+
+    stamp = "ALTER TABLE ONLY config.users ALTER COLUMN id SET (pg_attver=26534744);"
+    assert portable_column_options(stamp) is None
+    mixed = "ALTER TABLE ONLY config.users ALTER COLUMN id SET (n_distinct=-1, pg_attver=2);"
+    assert portable_column_options(mixed) == (
+        "ALTER TABLE ONLY config.users ALTER COLUMN id SET (n_distinct=-1);"
+    )
+    assert portable_column_options("CREATE TABLE x (a int);") == "CREATE TABLE x (a int);"
