@@ -289,6 +289,12 @@ def pg_dump(servers: Servers, *args: str) -> list[str]:
     return [servers.tool("pg_dump"), "--no-owner", "--no-acl", *args]
 
 
+#: Debian's PostgreSQL 15.20 stamps every column with an internal ``pg_attver`` option that its
+#: ``pg_dump`` writes and PostgreSQL 17 refuses; an operator running the checklist's way would
+#: have to drop those lines, so the baselines do (dbsplit does it in ``dbsplit.schema``).
+DROP_ATTVER = ["sed", "-E", r"/^ALTER TABLE .* ALTER COLUMN .* SET \(pg_attver=[0-9]+\);$/d"]
+
+
 def schema_filters(target: Target) -> list[str]:
     """pg_dump switches selecting one target's schemas (the checklist's -n / -N)."""
     if target is Target.PRIMARY:
@@ -317,8 +323,8 @@ def method_pg_dump_psql(servers: Servers, source: str, targets: Targets) -> Meth
         def one(target: Target) -> None:
             url = targets.primary if target is Target.PRIMARY else targets.data
             run_pipeline(
-                [pg_dump(servers, *schema_filters(target)), psql(servers)],
-                [src_env, libpq_env(url)],
+                [pg_dump(servers, *schema_filters(target)), DROP_ATTVER, psql(servers)],
+                [src_env, {}, libpq_env(url)],
                 sampler,
                 f"pg_dump | psql into {target.value}",
             )
@@ -354,9 +360,10 @@ def method_hand_tuned(
                 run_pipeline(
                     [
                         pg_dump(servers, f"--section={name}", *schema_filters(target)),
+                        DROP_ATTVER,
                         psql(servers),
                     ],
-                    [src_env, libpq_env(urls[target])],
+                    [src_env, {}, libpq_env(urls[target])],
                     sampler,
                     f"{name} into {target.value}",
                 )
