@@ -1,4 +1,4 @@
-"""The README's infrastructure table: every checklist item is mapped, and every test it cites exists."""
+"""The README's infrastructure table: every checklist item is mapped, every cited test exists."""
 
 from __future__ import annotations
 
