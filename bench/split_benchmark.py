@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -670,9 +670,11 @@ def run(
     methods: Sequence[str] = METHODS,
     pipes: int = 4,
     check: bool = True,
+    rounds: int = 1,
     say: Callable[[str], None] = print,
 ) -> BenchResult:
-    """Generate the source once, then run each method into fresh targets."""
+    """Generate the source once, then run each method into fresh targets, ``rounds`` times in
+    turn; each method's median run is kept (its note lists every round)."""
     source_name = servers.source.fresh_database(prefix="handled")
     source = servers.source.url(source_name)
     t0 = time.monotonic()
@@ -686,30 +688,52 @@ def run(
         machine=f"{platform.system()} {platform.machine()}",
         cpus=os.cpu_count() or 0,
     )
-    for method in methods:
-        label = {PG_DUMP_PSQL: "dump", HAND_TUNED: "hand", MIGRATE: "dbsplit"}[method]
-        targets = fresh_targets(servers, label)
-        try:
-            say(f"running {method} ...")
-            if method == PG_DUMP_PSQL:
-                measured = [method_pg_dump_psql(servers, source, targets)]
-            elif method == HAND_TUNED:
-                measured = [method_hand_tuned(servers, source, targets, pipes=pipes)]
-            else:
-                measured = method_dbsplit(servers, source, targets)
-            for m in measured:
-                say(f"  {m.method}: {m.seconds:.1f} s, peak RSS {m.peak_rss_bytes / 2**20:.0f} MB")
-            if check:
-                ok, failures = check_targets(source, targets)
-                measured[0].verified = ok
-                if not ok:
-                    result.failures[method] = failures
-                say(f"  targets {'equal the source' if ok else 'DIFFER: ' + failures[0]}")
-            result.results += measured
-        finally:
-            drop_targets(servers, targets)
+    samples: dict[str, list[MethodResult]] = {}
+    for round_no in range(1, rounds + 1):
+        for method in methods:
+            label = {PG_DUMP_PSQL: "dump", HAND_TUNED: "hand", MIGRATE: "dbsplit"}[method]
+            targets = fresh_targets(servers, label)
+            try:
+                say(f"round {round_no}/{rounds}: running {method} ...")
+                if method == PG_DUMP_PSQL:
+                    measured = [method_pg_dump_psql(servers, source, targets)]
+                elif method == HAND_TUNED:
+                    measured = [method_hand_tuned(servers, source, targets, pipes=pipes)]
+                else:
+                    measured = method_dbsplit(servers, source, targets)
+                for m in measured:
+                    rss = m.peak_rss_bytes / 2**20
+                    say(f"  {m.method}: {m.seconds:.1f} s, peak RSS {rss:.0f} MB")
+                if check and round_no == 1:
+                    ok, failures = check_targets(source, targets)
+                    measured[0].verified = ok
+                    if not ok:
+                        result.failures[method] = failures
+                    say(f"  targets {'equal the source' if ok else 'DIFFER: ' + failures[0]}")
+                for m in measured:
+                    samples.setdefault(m.method, []).append(m)
+            finally:
+                drop_targets(servers, targets)
+    result.results = [_median(runs) for runs in samples.values()]
     servers.source.drop_database(source_name)
     return result
+
+
+def _median(runs: list[MethodResult]) -> MethodResult:
+    """The run of median time, with the verification of the first round, the largest peak RSS
+    of any round, and every round's time in its note."""
+    ordered = sorted(runs, key=lambda r: r.seconds)
+    mid = ordered[(len(ordered) - 1) // 2]
+    if len(runs) == 1:
+        return mid
+    times = ", ".join(f"{r.seconds:.1f}" for r in runs)
+    note = "; ".join(x for x in (mid.note, f"rounds {times} s, median kept") if x)
+    return replace(
+        mid,
+        verified=runs[0].verified,
+        peak_rss_bytes=max(r.peak_rss_bytes for r in runs),
+        note=note,
+    )
 
 
 def print_table(result: BenchResult, say: Callable[[str], None] = print) -> None:
@@ -745,6 +769,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--pipes", type=int, default=4, help="hand-tuned parallel COPY pipes")
     parser.add_argument("--no-check", action="store_true", help="skip verifying each method")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each method, in turn; the median is kept"
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--markdown", type=Path, help="also write the table here (RESULTS.md)")
     args = parser.parse_args(argv)
@@ -754,7 +781,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown method {unknown[0]!r}")
     with Servers.started() as servers:
         result = run(
-            servers, args.scale_mb, methods=methods, pipes=args.pipes, check=not args.no_check
+            servers,
+            args.scale_mb,
+            methods=methods,
+            pipes=args.pipes,
+            check=not args.no_check,
+            rounds=args.rounds,
         )
     print_table(result)
     write_results(result, args.results_dir, args.markdown)
