@@ -5,13 +5,33 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 
 class Stoppable(Protocol):
     """Anything with an idempotent `stop()`."""
 
     def stop(self) -> None: ...
+
+
+class StandIn:
+    """A running stand-in; as a context manager, leaving the block stops it."""
+
+    def stop(self) -> None:
+        """Stop it; idempotent."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 _lock = threading.Lock()

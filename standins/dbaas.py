@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from standins import cleanup
+from standins.cleanup import StandIn
 from standins.pgbouncer import PgBouncer
 from standins.postgres import PostgresServer
 from standins.scram import new_password
@@ -25,7 +25,7 @@ DEFAULT_DB = "defaultdb"
 
 
 @dataclass
-class Dbaas:
+class Dbaas(StandIn):
     """A managed-PostgreSQL look-alike: direct TLS connections and a transaction-mode pool.
 
     - `server`: PostgreSQL 17 accepting only `hostssl` connections, with a certificate from
@@ -211,14 +211,3 @@ class Dbaas:
         self.bouncer.stop()
         self.server.stop()
         remove_dir(self.base_dir)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

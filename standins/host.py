@@ -30,13 +30,13 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from psycopg import sql
 
 from standins import cleanup
+from standins.cleanup import StandIn
 from standins.netns import is_project_address
 from standins.postgres import PostgresServer
 from standins.scram import new_password
@@ -457,7 +457,7 @@ def handled_seed(scale_mb: int = 1) -> SourceSeeder:
 
 
 @dataclass
-class Vps:
+class Vps(StandIn):
     """The whole VPS side: ssh, the old PG15 `handled` database, the PG17 DATA server, the app.
 
     The app runs in single-DB mode on `handled` as `handled_user`. DATA has an empty
@@ -654,17 +654,6 @@ class Vps:
                 _drop_database(server, db, role)
         for thing in reversed(self._owned):
             thing.stop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _fresh_database(server: PostgresServer, name: str, owner: str, password: str) -> None:

@@ -24,10 +24,9 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from standins import cleanup
+from standins.cleanup import StandIn
 from standins.system import is_root
 
 PROJECT_SUBNET = ipaddress.ip_network("10.231.0.0/16")
@@ -56,7 +55,7 @@ def is_project_address(address: str) -> bool:
     return ip.version == 4 and ip in PROJECT_SUBNET
 
 
-class Network:
+class Network(StandIn):
     """Where the VPS lives, as seen by the stand-ins (base of `VpsNamespace` and `Loopback`).
 
     - `host_address`: where the "cloud" side (DBaaS, S3) listens, as reached from the VPS.
@@ -98,17 +97,6 @@ class Network:
 
     def stop(self) -> None:
         """`close()`, under the name `standins.cleanup` calls."""
-        self.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         self.close()
 
     def __repr__(self) -> str:

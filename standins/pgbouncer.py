@@ -10,14 +10,14 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg.rows import dict_row
 
 from standins import cleanup
+from standins.cleanup import StandIn
 from standins.postgres import PostgresServer
 from standins.scram import new_password
 from standins.system import (
@@ -50,7 +50,7 @@ def _quote_auth(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-class PgBouncer:
+class PgBouncer(StandIn):
     """A running PgBouncer on 127.0.0.1 pooling databases of one PostgresServer.
 
     Clients authenticate with SCRAM-SHA-256 against an auth_file holding the users' passwords;
@@ -314,17 +314,6 @@ class PgBouncer:
                 self._process.wait(timeout=STOP_TIMEOUT)
             self._process = None
         remove_dir(self.base_dir)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"PgBouncer(port={self.port}, pool_mode={self.pool_mode}, server={self.server!r})"

@@ -10,14 +10,14 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
 
 from standins import cleanup
+from standins.cleanup import StandIn
 from standins.scram import new_password, scram_verifier
 from standins.system import (
     as_service_user,
@@ -85,7 +85,7 @@ def _conf_value(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-class PostgresServer:
+class PostgresServer(StandIn):
     """A running PostgreSQL cluster on 127.0.0.1 with a password-protected superuser.
 
     Start with `PostgresServer.start(...)`; use as a context manager or call `stop()`.
@@ -350,17 +350,6 @@ class PostgresServer:
                 self._process.wait(timeout=STOP_TIMEOUT)
             self._process = None
         remove_dir(self.base_dir)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"PostgresServer(version={self.version}, port={self.port}, base_dir={self.base_dir})"

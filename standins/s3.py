@@ -15,10 +15,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from standins import cleanup
+from standins.cleanup import StandIn
 from standins.system import free_port, log_tail
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class S3StartError(RuntimeError):
     """The moto S3 server could not be started."""
 
 
-class S3Server:
+class S3Server(StandIn):
     """A running moto server speaking the S3 API, with credentials and a region to sign with.
 
     Start with `S3Server.start()`; use as a context manager or call `stop()`.
@@ -145,17 +145,6 @@ class S3Server:
         import shutil
 
         shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"S3Server(endpoint_url={self.endpoint_url!r}, region={self.region!r})"

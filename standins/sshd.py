@@ -28,10 +28,10 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from standins import cleanup
+from standins.cleanup import StandIn
 from standins.system import free_port, is_root, log_tail
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def _dotfiles(bind_host: str | None = None) -> dict[str, str]:
     return {".handled-env.sh": env_sh, ".bashrc": bashrc, ".profile": profile}
 
 
-class SshHost:
+class SshHost(StandIn):
     """A running sshd on 127.0.0.1 that admits `user` with a client key made for this run.
 
     Use as a context manager or call `stop()`. Needs root (sshd switches to the user).
@@ -431,17 +431,6 @@ class SshHost:
                 _ACTIVE_USERS.discard(self.user)
             self._registered = False
         shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"SshHost(user={self.user!r}, port={self.port}, base_dir={self.base_dir})"
