@@ -24,6 +24,9 @@ SESSION_SETTINGS: dict[str, str] = {
     "extra_float_digits": "3",
     "bytea_output": "hex",
     "client_encoding": "UTF8",
+    # PRIMARY's config ends abandoned transactions after 5 minutes (infra/); a copy or an
+    # index build may keep its transaction open longer between statements.
+    "idle_in_transaction_session_timeout": "0",
 }
 
 APPLICATION_NAME = "dbsplit"

@@ -280,7 +280,6 @@ def _init_worker(source: PgUrl, targets: dict[Target, PgUrl], snapshot: str, par
     _worker["targets"] = {}
     try:
         src = connect(source, what="source")
-        src.execute("SET idle_in_transaction_session_timeout = 0")
         src.commit()
         src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         src.read_only = True

@@ -89,7 +89,6 @@ def session(
     with ExitStack() as stack:
         src = stack.enter_context(connect(source, what="source"))
         try:
-            src.execute("SET idle_in_transaction_session_timeout = 0")
             src.commit()
             src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             src.read_only = True
