@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -229,6 +231,31 @@ class Rehearse:
             w.vps.app.api_url, LOAD_PATHS, clock=self.r.now, rate=self.o.rate
         ).start()
 
+    def infrastructure(self) -> None:
+        """Pre-Deployment: DigitalOcean can't be reached from here, so the Pulumi program runs
+        under the SDK's mocks with both stacks' real config, its inputs held against the
+        provider's schema, with the policy pack and the preview workflow checked too."""
+        suites = ["tests/infra", "tests/policy", "tests/test_workflows.py"]
+        with self.step("Pulumi program under mocks, policy pack", "pre-deployment") as record:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            summary = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+            record.detail = summary
+            self.r.prove(
+                "pulumi.tests",
+                proc.returncode == 0,
+                f"Pulumi program (prod and staging stacks) under pulumi.runtime.set_mocks, "
+                f"checked against the provider schema, and the policy pack: {summary}",
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"the infrastructure checks failed: {summary}")
+
     def single_health(self) -> None:
         w = self.world
         assert w is not None
@@ -437,6 +464,7 @@ class Rehearse:
         env_file: Path | None = None
         failure: BaseException | None = None
         try:
+            self.infrastructure()
             self.stand_up()
             self.start_watchers()
             self.single_health()
