@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from standins.system import (
     log_tail,
     make_base_dir,
     remove_dir,
+    wait_started,
     write_private_file,
 )
 from standins.tls import ServerCert
@@ -267,15 +267,11 @@ class PgBouncer(StandIn):
                 start_new_session=True,
             )
         chown_to_service_user(self.log_path)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+        problem = wait_started(self._process, self._accepts_tcp, timeout=START_TIMEOUT)
+        if problem is not None:
             if self._process.poll() is not None:
                 self._process = None
-                raise PgBouncerStartError(self._failure("exited during start-up"))
-            if self._accepts_tcp():
-                return
-            time.sleep(0.05)
-        raise PgBouncerStartError(self._failure(f"not ready after {START_TIMEOUT:.0f}s"))
+            raise PgBouncerStartError(self._failure(problem))
 
     def _accepts_tcp(self) -> bool:
         try:

@@ -7,7 +7,6 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from standins.system import (
     log_tail,
     make_base_dir,
     remove_dir,
+    wait_started,
     write_private_file,
 )
 from standins.tls import ServerCert
@@ -293,15 +293,11 @@ class PostgresServer(StandIn):
                 env={**os.environ, "LC_ALL": "C"},
             )
         chown_to_service_user(self.log_path)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+        problem = wait_started(self._process, self._postmaster_ready, timeout=START_TIMEOUT)
+        if problem is not None:
             if self._process.poll() is not None:
                 self._process = None
-                raise PostgresStartError(self._failure("exited during start-up"))
-            if self._postmaster_ready():
-                return
-            time.sleep(0.05)
-        raise PostgresStartError(self._failure(f"not ready after {START_TIMEOUT:.0f}s"))
+            raise PostgresStartError(self._failure(problem))
 
     def _failure(self, problem: str) -> str:
         """A one-line problem statement followed by the server log tail."""

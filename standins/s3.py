@@ -11,7 +11,6 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from standins import cleanup
 from standins.cleanup import StandIn
-from standins.system import free_port, log_tail
+from standins.system import free_port, log_tail, wait_started
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -105,15 +104,11 @@ class S3Server(StandIn):
                 start_new_session=True,
                 env=env,
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+        problem = wait_started(self._process, self._answers, timeout=START_TIMEOUT, interval=0.1)
+        if problem is not None:
             if self._process.poll() is not None:
                 self._process = None
-                raise S3StartError(self._failure("exited during start-up"))
-            if self._answers():
-                return
-            time.sleep(0.1)
-        raise S3StartError(self._failure(f"not answering after {START_TIMEOUT:.0f}s"))
+            raise S3StartError(self._failure(problem))
 
     def _answers(self) -> bool:
         try:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from standins import cleanup
 from standins.cleanup import StandIn
-from standins.system import free_port, is_root, log_tail
+from standins.system import free_port, is_root, log_tail, wait_started
 
 if TYPE_CHECKING:
     from standins.netns import Network
@@ -361,15 +361,11 @@ class SshHost(StandIn):
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+        problem = wait_started(self._process, self._banner, timeout=START_TIMEOUT)
+        if problem is not None:
             if self._process.poll() is not None:
                 self._process = None
-                raise SshStartError(self._failure("exited during start-up"))
-            if self._banner():
-                return
-            time.sleep(0.05)
-        raise SshStartError(self._failure(f"not answering after {START_TIMEOUT:.0f}s"))
+            raise SshStartError(self._failure(problem))
 
     def _banner(self) -> bool:
         try:

@@ -6,9 +6,12 @@ import os
 import pwd
 import shutil
 import socket
+import subprocess
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 SERVICE_USER = "handled-test"
 """The unprivileged system user that runs every stand-in server when the tests run as root."""
@@ -107,3 +110,22 @@ def process_owner(pid: int) -> str:
         if line.startswith("Uid:"):
             return pwd.getpwuid(int(line.split()[1])).pw_name
     raise RuntimeError(f"process {pid} has no Uid line in /proc")
+
+
+def wait_started(
+    process: subprocess.Popen[Any],
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+) -> str | None:
+    """Poll ``ready()`` until it answers true: None once started, else what went wrong
+    ("exited during start-up", or "not ready after ...")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return "exited during start-up"
+        if ready():
+            return None
+        time.sleep(interval)
+    return f"not ready after {timeout:.0f}s"
