@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from standins import cleanup
 from standins.cleanup import StandIn
-from standins.system import free_port, log_tail, wait_started
+from standins.system import end_process, free_port, log_tail, wait_started
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -130,12 +130,7 @@ class S3Server(StandIn):
         self._stopped = True
         cleanup.untrack(self)
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
+            end_process(self._process, timeout=10)
             self._process = None
         import shutil
 

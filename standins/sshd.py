@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from standins import cleanup
 from standins.cleanup import StandIn
-from standins.system import free_port, is_root, log_tail, wait_started
+from standins.system import end_process, free_port, is_root, log_tail, wait_started
 
 if TYPE_CHECKING:
     from standins.netns import Network
@@ -411,12 +411,7 @@ class SshHost(StandIn):
         self._stopped = True
         cleanup.untrack(self)
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5)
+            end_process(self._process, timeout=5)
             self._process = None
         if self._lock_fd is not None:
             self.kill_user_processes()

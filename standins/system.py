@@ -129,3 +129,14 @@ def wait_started(
             return None
         time.sleep(interval)
     return f"not ready after {timeout:.0f}s"
+
+
+def end_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
