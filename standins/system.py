@@ -139,4 +139,3 @@ def end_process(process: subprocess.Popen[Any], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
-
