@@ -312,29 +312,36 @@ def _run_part(part: Part) -> PartResult:
         ) from None
 
 
-def run_parts(
-    parts: list[Part],
-    *,
-    source: PgUrl,
-    targets: dict[Target, PgUrl],
-    snapshot: str,
-    jobs: int,
-    on_done: Callable[[PartResult], None],
-) -> None:
-    """Copy ``parts`` with ``jobs`` worker processes sharing ``snapshot``, costliest first (so
-    the index builds left after the last rows are small ones).
+class Workers:
+    """``jobs`` worker processes sharing ``snapshot``, started early (while the targets are
+    being prepared) so that their start-up is off the copy's clock.
 
     Workers are spawned (not forked): they inherit no connection of the main process, and
     receive the URLs through a pipe, never on a command line.
     """
-    if not parts:
-        return
-    ordered = sorted(parts, key=lambda p: p.cost, reverse=True)
-    jobs = max(1, min(jobs, len(ordered)))
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(
-        jobs, initializer=_init_worker, initargs=(source, targets, snapshot, os.getpid())
-    ) as pool:
-        results: Iterator[PartResult] = pool.imap_unordered(_run_part, ordered, chunksize=1)
+
+    def __init__(
+        self, *, source: PgUrl, targets: dict[Target, PgUrl], snapshot: str, jobs: int
+    ) -> None:
+        self.jobs = max(1, jobs)
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = ctx.Pool(
+            self.jobs,
+            initializer=_init_worker,
+            initargs=(source, targets, snapshot, os.getpid()),
+        )
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.terminate()
+        self._pool.join()
+
+    def run(self, parts: list[Part], on_done: Callable[[PartResult], None]) -> None:
+        """Copy ``parts``, costliest first (so the index builds left after the last rows are
+        small ones), calling ``on_done`` in this process as each one commits."""
+        ordered = sorted(parts, key=lambda p: p.cost, reverse=True)
+        results: Iterator[PartResult] = self._pool.imap_unordered(_run_part, ordered, chunksize=1)
         for result in results:
             on_done(result)

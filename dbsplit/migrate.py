@@ -185,9 +185,25 @@ def migrate(
 
 def _run(s: _Session, todo: list[Target], opts: Options, out: Progress, rep: MigrateReport) -> None:
     jobs = opts.jobs or default_jobs()
-    plan = s.plan
     timer = _Timer(rep)
 
+    # The workers start (a Python process each) while the targets are prepared.
+    with copy.Workers(source=s.source_url, targets=s.urls, snapshot=s.snapshot, jobs=jobs) as w:
+        _copy_all(s, todo, opts, jobs, out, timer, w)
+    _finish(s, todo, out, timer)
+
+
+def _copy_all(
+    s: _Session,
+    todo: list[Target],
+    opts: Options,
+    jobs: int,
+    out: Progress,
+    timer: _Timer,
+    workers: copy.Workers,
+) -> None:
+    """STEP 2 to STEP 4: prepare the targets, copy the rows, build the post-data."""
+    plan = s.plan
     with timer("prepare"):
         out.step("STEP 2/7: prepare the targets")
         scripts = _dump_schemas(s, todo, opts)
@@ -218,7 +234,7 @@ def _run(s: _Session, todo: list[Target], opts: Options, out: Progress, rep: Mig
 
     try:
         with timer("copy"):
-            _copy(s, todo, opts, jobs, out, post)
+            _copy(s, todo, opts, workers, out, post)
         with timer("post-data"):
             out.step("STEP 4/7: primary keys, indexes, constraints, triggers")
             for p in post.values():
@@ -227,18 +243,28 @@ def _run(s: _Session, todo: list[Target], opts: Options, out: Progress, rep: Mig
         for p in post.values():
             p.abort()
 
+
+def _finish(s: _Session, todo: list[Target], out: Progress, timer: _Timer) -> None:
+    """STEP 5 to STEP 7: foreign keys, sequences, materialized views."""
+    plan = s.plan
     with timer("foreign keys"):
         out.step("STEP 5/7: foreign keys (NOT VALID, then VALIDATE)")
-        for t in todo:
+
+        def fks(t: Target) -> None:
             conn = s.targets[t]
             if "fks" in state.done_steps(conn):
-                continue
+                return
             if plan.target(t).mode == MODE_CREATE:
                 finish.add_foreign_keys(conn, plan.fks_for(t), s.catalog)
             else:
                 finish.restore_dropped_foreign_keys(conn, s.target_catalogs[t])
             with conn.transaction():
                 state.record_step(conn, "fks")
+
+        # The two targets are two servers, each with its own connection: validate at once.
+        with ThreadPoolExecutor(len(todo)) as pool:
+            for future in [pool.submit(fks, t) for t in todo]:
+                future.result()
         for fk in plan.cross_fks:
             out.info(f"left out foreign key {fk.name}: {fk.qualtable} -> {fk.qualref}")
 
@@ -267,12 +293,12 @@ def _copy(
     s: _Session,
     todo: list[Target],
     opts: Options,
-    jobs: int,
+    workers: copy.Workers,
     out: Progress,
     post: dict[Target, schema.PostData],
 ) -> None:
-    parts = _parts(s, todo, opts, jobs)
-    out.step(f"STEP 3/7: copy the rows ({len(parts)} table parts, {jobs} workers)")
+    parts = _parts(s, todo, opts, workers.jobs)
+    out.step(f"STEP 3/7: copy the rows ({len(parts)} table parts, {workers.jobs} workers)")
     tables: dict[str, tuple[int, int]] = {}
     left: dict[tuple[Target, str], int] = {}
     for p in parts:
@@ -293,14 +319,7 @@ def _copy(
 
     out.start_copy(tables)
     try:
-        copy.run_parts(
-            parts,
-            source=s.source_url,
-            targets=s.urls,
-            snapshot=s.snapshot,
-            jobs=jobs,
-            on_done=done,
-        )
+        workers.run(parts, done)
     finally:
         out.end_copy()
     s.src.rollback()  # the snapshot is no longer needed
