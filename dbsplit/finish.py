@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -76,19 +77,57 @@ def add_foreign_key(
 
 
 def add_foreign_keys(
-    conn: psycopg.Connection[Any], fks: Iterable[ForeignKey], source: Catalog
+    connect: Callable[[], psycopg.Connection[Any]],
+    fks: Iterable[ForeignKey],
+    source: Catalog,
+    jobs: int,
 ) -> None:
-    """Add the source's foreign keys ``fks`` to a target dbsplit created."""
-    for fk in fks:
-        t = source.table(fk.schema, fk.table)
-        add_foreign_key(
-            conn,
-            fk.schema,
-            fk.table,
-            fk.name,
-            fk.definition,
-            partitioned=t is not None and t.kind == "p",
-        )
+    """Add the source's foreign keys ``fks`` to a target dbsplit created.
+
+    Each key locks both its tables while it is validated, so the keys are added in groups
+    that share no table (:func:`fk_groups`): up to ``jobs`` groups at once, each on its own
+    connection from ``connect()``, neither waiting on nor deadlocking another.
+    """
+
+    def one_group(group: list[ForeignKey]) -> None:
+        with connect() as conn:
+            for fk in group:
+                t = source.table(fk.schema, fk.table)
+                add_foreign_key(
+                    conn,
+                    fk.schema,
+                    fk.table,
+                    fk.name,
+                    fk.definition,
+                    partitioned=t is not None and t.kind == "p",
+                )
+
+    groups = fk_groups(fks)
+    if not groups:
+        return
+    with ThreadPoolExecutor(max(1, min(jobs, len(groups)))) as pool:
+        for future in [pool.submit(one_group, g) for g in groups]:
+            future.result()
+
+
+def fk_groups(fks: Iterable[ForeignKey]) -> list[list[ForeignKey]]:
+    """``fks`` in groups that share no table (the connected parts of the graph of tables and
+    keys), largest first; within a group, in the given order."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while (up := parent.setdefault(name, name)) != name:
+            parent[name] = parent.setdefault(up, up)
+            name = up
+        return name
+
+    keys = list(fks)
+    for fk in keys:
+        parent[root(fk.qualtable)] = root(fk.qualref)
+    groups: dict[str, list[ForeignKey]] = {}
+    for fk in keys:
+        groups.setdefault(root(fk.qualtable), []).append(fk)
+    return sorted(groups.values(), key=len, reverse=True)
 
 
 def drop_foreign_keys(conn: psycopg.Connection[Any], target: Catalog, tables: set[str]) -> None:

@@ -190,7 +190,7 @@ def _run(s: _Session, todo: list[Target], opts: Options, out: Progress, rep: Mig
     # The workers start (a Python process each) while the targets are prepared.
     with copy.Workers(source=s.source_url, targets=s.urls, snapshot=s.snapshot, jobs=jobs) as w:
         _copy_all(s, todo, opts, jobs, out, timer, w)
-    _finish(s, todo, out, timer)
+    _finish(s, todo, jobs, out, timer)
 
 
 def _copy_all(
@@ -244,7 +244,7 @@ def _copy_all(
             p.abort()
 
 
-def _finish(s: _Session, todo: list[Target], out: Progress, timer: _Timer) -> None:
+def _finish(s: _Session, todo: list[Target], jobs: int, out: Progress, timer: _Timer) -> None:
     """STEP 5 to STEP 7: foreign keys, sequences, materialized views."""
     plan = s.plan
     with timer("foreign keys"):
@@ -255,13 +255,19 @@ def _finish(s: _Session, todo: list[Target], out: Progress, timer: _Timer) -> No
             if "fks" in state.done_steps(conn):
                 return
             if plan.target(t).mode == MODE_CREATE:
-                finish.add_foreign_keys(conn, plan.fks_for(t), s.catalog)
+                url, name = s.urls[t], t.value.upper()
+                finish.add_foreign_keys(
+                    lambda: connect(url, what=name, autocommit=True),
+                    plan.fks_for(t),
+                    s.catalog,
+                    jobs,
+                )
             else:
                 finish.restore_dropped_foreign_keys(conn, s.target_catalogs[t])
             with conn.transaction():
                 state.record_step(conn, "fks")
 
-        # The two targets are two servers, each with its own connection: validate at once.
+        # The two targets are two servers: their keys are added at the same time.
         with ThreadPoolExecutor(len(todo)) as pool:
             for future in [pool.submit(fks, t) for t in todo]:
                 future.result()
