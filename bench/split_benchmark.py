@@ -694,6 +694,7 @@ def run(
             label = {PG_DUMP_PSQL: "dump", HAND_TUNED: "hand", MIGRATE: "dbsplit"}[method]
             targets = fresh_targets(servers, label)
             try:
+                settle(servers)
                 say(f"round {round_no}/{rounds}: running {method} ...")
                 if method == PG_DUMP_PSQL:
                     measured = [method_pg_dump_psql(servers, source, targets)]
@@ -717,6 +718,20 @@ def run(
     result.results = [_median(runs) for runs in samples.values()]
     servers.source.drop_database(source_name)
     return result
+
+
+#: Seconds to wait after flushing, so that no method starts while the kernel still writes
+#: back the pages the previous one dirtied.
+SETTLE_SECONDS = 1.5
+
+
+def settle(servers: Servers) -> None:
+    """Give every method the same start: a checkpoint on each server (no method pays for the
+    previous one's dirty buffers), the kernel's dirty pages written (``sync``), then a pause."""
+    for server in (servers.source, servers.data, servers.dbaas.server):
+        server.execute("CHECKPOINT")
+    os.sync()
+    time.sleep(SETTLE_SECONDS)
 
 
 def _median(runs: list[MethodResult]) -> MethodResult:
@@ -770,7 +785,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pipes", type=int, default=4, help="hand-tuned parallel COPY pipes")
     parser.add_argument("--no-check", action="store_true", help="skip verifying each method")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="runs of each method, in turn; the median is kept"
+        "--rounds", type=int, default=5, help="runs of each method, in turn; the median is kept"
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--markdown", type=Path, help="also write the table here (RESULTS.md)")
