@@ -4,12 +4,13 @@
 
     STEP 1  read the catalogs (source under an exported snapshot) and plan; refuse on blockers
     STEP 2  prepare each target: bookkeeping, extensions, pre-data DDL (or, for tables the
-            app's migrations made, drop their foreign keys, recording them)
+            app's migrations made, drop their foreign keys, recording them); autovacuum
+            paused on the tables to load
     STEP 3  copy the rows: worker processes, one snapshot, one transaction per table part
     STEP 4  post-data DDL: primary keys, unique constraints, indexes (parallel), triggers...
     STEP 5  foreign keys: NOT VALID, then VALIDATE
     STEP 6  sequences: the source's last_value and is_called
-    STEP 7  refresh materialized views, and record the target as done
+    STEP 7  refresh materialized views, resume autovacuum, and record the target as done
 
 Every step records itself in the target it changed, in the same transaction, and is skipped
 when a rerun finds it recorded.
@@ -27,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from dbsplit import copy, finish, pgtools, schema, state
+from dbsplit import autovacuum, copy, finish, pgtools, schema, state
 from dbsplit.catalog import Catalog, read_catalog
 from dbsplit.config import SplitConfig, Target
 from dbsplit.connect import connect, first_line
@@ -219,6 +220,14 @@ def _copy_all(
                 routed = {tb.qualname for tb in plan.tables_for(t)}
                 finish.drop_foreign_keys(conn, s.states[t].catalog, routed)
         s.target_catalogs.update({t: read_catalog(s.targets[t]) for t in todo})
+        for t in todo:
+            tcat = s.target_catalogs[t]
+            leaves = [
+                (tb.schema, tb.name)
+                for tb in plan.tables_for(t)
+                if (tt := tcat.table(tb.schema, tb.name)) is not None and tt.kind == "r"
+            ]
+            autovacuum.pause(s.targets[t], leaves)
 
     post: dict[Target, schema.PostData] = {}
     for t in todo:
@@ -292,6 +301,7 @@ def _finish(s: _Session, todo: list[Target], jobs: int, out: Progress, timer: _T
             if "matviews" not in state.done_steps(conn):
                 finish.refresh_matviews(conn, s.catalog.matviews_in(plan.target(t).schemas))
             with conn.transaction():
+                autovacuum.resume(conn)
                 state.record_step(conn, state.STEP_DONE)
 
 

@@ -11,6 +11,9 @@ The bookkeeping schema :data:`~dbsplit.catalog.BOOKKEEPING_SCHEMA` (``_dbsplit``
 ``progress``
     one row per copied table part, inserted by the transaction that ran its COPY: a part is
     either fully there with its row, or absent without one.
+``autovacuum_paused``
+    the tables whose autovacuum dbsplit turned off for the load (:mod:`dbsplit.autovacuum`),
+    inserted with the change and deleted by the transaction that turns it back on.
 ``dropped_fks``
     foreign keys dbsplit dropped from app-created tables, inserted by the transaction that
     dropped them and deleted by the one that re-created them.
@@ -54,6 +57,11 @@ CREATE TABLE IF NOT EXISTS {s}.progress (
     seconds double precision NOT NULL,
     done_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (relation, part)
+);
+CREATE TABLE IF NOT EXISTS {s}.autovacuum_paused (
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
+    PRIMARY KEY (schema_name, table_name)
 );
 CREATE TABLE IF NOT EXISTS {s}.dropped_fks (
     schema_name text NOT NULL,

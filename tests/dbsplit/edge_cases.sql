@@ -121,6 +121,8 @@ CREATE TABLE workspace.jobs (
     batch bigint DEFAULT nextval('workspace.batch_seq')
 );
 CREATE INDEX jobs_state_idx ON workspace.jobs (state);
+-- The app's own autovacuum choice, which dbsplit's pause for the load must not undo.
+ALTER TABLE workspace.jobs SET (autovacuum_enabled = false);
 
 CREATE TABLE workspace.events (
     id bigserial,
