@@ -16,10 +16,23 @@ class Stoppable(Protocol):
 
 
 class StandIn:
-    """A running stand-in; as a context manager, leaving the block stops it."""
+    """A running stand-in; as a context manager, leaving the block stops it.
+
+    Subclasses put their shutdown in `_shutdown`: `stop` runs it once and forgets the stand-in,
+    so that `stop_all` does not stop it again.
+    """
+
+    _stopped: bool = False
 
     def stop(self) -> None:
         """Stop it; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        untrack(self)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
         raise NotImplementedError
 
     def __enter__(self) -> Self:

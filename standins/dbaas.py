@@ -205,9 +205,8 @@ class Dbaas(StandIn):
         self.server.create_role(name, password)
         self.bouncer.add_user(name, password)
 
-    def stop(self) -> None:
-        """Stop PgBouncer, then the server; remove the certificates; idempotent."""
-        cleanup.untrack(self)
+    def _shutdown(self) -> None:
+        """Stop PgBouncer, then the server; remove the certificates."""
         self.bouncer.stop()
         self.server.stop()
         remove_dir(self.base_dir)

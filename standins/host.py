@@ -477,7 +477,6 @@ class Vps(StandIn):
     data_password: str = field(repr=False)
     auth_secret: str = field(repr=False)
     _owned: list[Any] = field(default_factory=list, repr=False)
-    _stopped: bool = field(default=False, repr=False)
 
     @classmethod
     def start(
@@ -637,12 +636,8 @@ class Vps(StandIn):
 
     # ----- lifecycle -----------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Kill pm2, drop the databases and roles, stop what this Vps started; idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        cleanup.untrack(self)
+    def _shutdown(self) -> None:
+        """Kill pm2, drop the databases and roles, stop what this Vps started."""
         # sshd may already be gone; SshHost.stop then kills the user's leftover processes.
         with contextlib.suppress(Exception):
             self.app.kill_pm2()

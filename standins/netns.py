@@ -93,11 +93,11 @@ class Network(StandIn):
         return f"VPS at {self.vps_address}; DBaaS trusts only {self.vps_cidr}"
 
     def close(self) -> None:
-        """Release what this network holds (nothing here); idempotent."""
+        """Release what this network holds; idempotent (`stop()` under another name)."""
+        self.stop()
 
-    def stop(self) -> None:
-        """`close()`, under the name `standins.cleanup` calls."""
-        self.close()
+    def _shutdown(self) -> None:
+        """Nothing to release here."""
 
     def __repr__(self) -> str:
         return (
@@ -236,7 +236,6 @@ class VpsNamespace(Network):
         self.host_link = host_link
         self.vps_link = vps_link
         self.subnet = str(subnet)
-        self._closed = False
 
     @classmethod
     def create(cls) -> VpsNamespace:
@@ -317,12 +316,8 @@ class VpsNamespace(Network):
             f"DBaaS trusts only {self.vps_cidr}"
         )
 
-    def close(self) -> None:
-        """Delete the veth pair (both ends) and the namespace; idempotent, best effort."""
-        if self._closed:
-            return
-        self._closed = True
-        cleanup.untrack(self)
+    def _shutdown(self) -> None:
+        """Delete the veth pair (both ends) and the namespace; best effort."""
         _ip("link", "del", self.host_link, check=False)
         _ip("netns", "del", self.namespace, check=False)
 

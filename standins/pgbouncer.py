@@ -23,6 +23,7 @@ from standins.system import (
     as_service_user,
     chown_to_service_user,
     free_port,
+    launch_on_free_port,
     log_tail,
     make_base_dir,
     remove_dir,
@@ -36,7 +37,6 @@ ADMIN_USER = "pgbouncer_admin"
 """The admin-console user (in `admin_users`); it exists only in PgBouncer's auth_file."""
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
-_PORT_ATTEMPTS = 4
 DEFAULT_IGNORED_STARTUP_PARAMETERS = ("extra_float_digits", "options")
 LOOPBACK = "127.0.0.1"
 
@@ -116,7 +116,6 @@ class PgBouncer(StandIn):
         self._pid_path = base_dir / "pgbouncer.pid"
         self._socket_dir = base_dir / "run"
         self._process: subprocess.Popen[bytes] | None = None
-        self._stopped = False
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -178,16 +177,12 @@ class PgBouncer(StandIn):
         try:
             bouncer._socket_dir.mkdir(mode=0o700)
             chown_to_service_user(bouncer._socket_dir)
-            for attempt in range(_PORT_ATTEMPTS):
-                bouncer._write_files()
-                try:
-                    bouncer._launch()
-                    break
-                except PgBouncerStartError:
-                    port_taken = "Address already in use" in log_tail(bouncer.log_path, 40)
-                    if port is not None or not port_taken or attempt == _PORT_ATTEMPTS - 1:
-                        raise
-                    bouncer.port = free_port()
+            launch_on_free_port(
+                bouncer,
+                bouncer._launch,
+                PgBouncerStartError,
+                port_fixed=port is not None,
+            )
         except BaseException:
             bouncer.stop()
             raise
@@ -257,7 +252,9 @@ class PgBouncer(StandIn):
         write_private_file(self._config_path, self._config_text())
 
     def _launch(self) -> None:
-        """Run pgbouncer in the foreground as the service user; wait until it accepts TCP."""
+        """Write the files for the current port, run pgbouncer in the foreground as the
+        service user; wait until it accepts TCP."""
+        self._write_files()
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 as_service_user([PGBOUNCER, str(self._config_path)]),
@@ -292,12 +289,8 @@ class PgBouncer(StandIn):
         """PgBouncer's process id (from its pidfile)."""
         return int(self._pid_path.read_text(encoding="ascii").strip())
 
-    def stop(self) -> None:
-        """Immediate shutdown (SIGTERM), then remove the base dir; idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        cleanup.untrack(self)
+    def _shutdown(self) -> None:
+        """Immediate shutdown (SIGTERM), then remove the base dir."""
         with contextlib.suppress(OSError, ValueError):
             os.kill(self.pid, signal.SIGTERM)
         if self._process is not None:

@@ -22,6 +22,7 @@ from standins.system import (
     as_service_user,
     chown_to_service_user,
     free_port,
+    launch_on_free_port,
     log_tail,
     make_base_dir,
     remove_dir,
@@ -37,7 +38,6 @@ SUPERUSER = "postgres"
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-_PORT_ATTEMPTS = 4
 
 # Speed over durability: these clusters are thrown away after the run.
 _BASE_SETTINGS: dict[str, str] = {
@@ -132,7 +132,6 @@ class PostgresServer(StandIn):
         self.require_tls = require_tls
         self.network = network
         self._process: subprocess.Popen[bytes] | None = None
-        self._stopped = False
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -188,15 +187,13 @@ class PostgresServer(StandIn):
         try:
             server._initdb()
             server._configure(hba_addresses, settings or {})
-            for attempt in range(_PORT_ATTEMPTS):
-                try:
-                    server._launch()
-                    break
-                except PostgresStartError:
-                    port_taken = "could not bind" in log_tail(server.log_path, 40)
-                    if port is not None or not port_taken or attempt == _PORT_ATTEMPTS - 1:
-                        raise
-                    server.port = free_port()
+            launch_on_free_port(
+                server,
+                server._launch,
+                PostgresStartError,
+                port_fixed=port is not None,
+                taken="could not bind",
+            )
         except BaseException:
             server.stop()
             raise
@@ -325,12 +322,8 @@ class PostgresServer(StandIn):
             raise RuntimeError(f"PostgreSQL on port {self.port} is not running")
         return int(lines[0])
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT to the postmaster), then remove the base dir; idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        cleanup.untrack(self)
+    def _shutdown(self) -> None:
+        """Fast shutdown (SIGINT to the postmaster), then remove the base dir."""
         lines = self._postmaster_lines()
         if lines:
             with contextlib.suppress(ProcessLookupError, ValueError):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from standins import cleanup
 from standins.cleanup import StandIn
-from standins.system import end_process, free_port, log_tail, wait_started
+from standins.system import end_process, free_port, launch_on_free_port, log_tail, wait_started
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 DEFAULT_REGION = "nyc3"
 """DigitalOcean Spaces region names are used as the signing region."""
 START_TIMEOUT = 30.0
-_PORT_ATTEMPTS = 4
 
 
 class S3StartError(RuntimeError):
@@ -57,7 +56,6 @@ class S3Server(StandIn):
         self.base_dir = base_dir
         self.log_path = base_dir / "moto.log"
         self._process: subprocess.Popen[bytes] | None = None
-        self._stopped = False
 
     @classmethod
     def start(
@@ -75,15 +73,7 @@ class S3Server(StandIn):
         )
         cleanup.track(server)
         try:
-            for attempt in range(_PORT_ATTEMPTS):
-                try:
-                    server._launch()
-                    break
-                except S3StartError:
-                    port_taken = "Address already in use" in log_tail(server.log_path, 40)
-                    if port is not None or not port_taken or attempt == _PORT_ATTEMPTS - 1:
-                        raise
-                    server.port = free_port()
+            launch_on_free_port(server, server._launch, S3StartError, port_fixed=port is not None)
         except BaseException:
             server.stop()
             raise
@@ -123,12 +113,8 @@ class S3Server(StandIn):
             f"{log_tail(self.log_path)}"
         )
 
-    def stop(self) -> None:
-        """Stop the server (its buckets are in memory and go with it); idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        cleanup.untrack(self)
+    def _shutdown(self) -> None:
+        """Stop the server (its buckets are in memory and go with it)."""
         if self._process is not None:
             end_process(self._process, timeout=10)
             self._process = None

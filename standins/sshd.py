@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 from standins import cleanup
 from standins.cleanup import StandIn
-from standins.system import end_process, free_port, is_root, log_tail, wait_started
+from standins.system import (
+    end_process,
+    free_port,
+    is_root,
+    launch_on_free_port,
+    log_tail,
+    wait_started,
+)
 
 if TYPE_CHECKING:
     from standins.netns import Network
@@ -61,7 +68,6 @@ PG_CLIENT_TOOLS = (
 LOGIN_PATH = "$HOME/bin:/usr/local/bin:/usr/bin:/bin"
 """The deploy user's PATH: its `~/bin` (PG17 client tools) first, then the system's."""
 
-_PORT_ATTEMPTS = 4
 _ACTIVE_LOCK = threading.Lock()
 _ACTIVE_USERS: set[str] = set()
 
@@ -158,7 +164,6 @@ class SshHost(StandIn):
         self._process: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
         self._registered = False
-        self._stopped = False
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -200,16 +205,12 @@ class SshHost(StandIn):
             ssh._ensure_user()
             ssh._prepare_home(fresh=fresh_home)
             ssh._make_keys()
-            for attempt in range(_PORT_ATTEMPTS):
-                ssh._write_config()
-                try:
-                    ssh._launch()
-                    break
-                except SshStartError:
-                    port_taken = "Address already in use" in log_tail(ssh.log_path, 40)
-                    if port is not None or not port_taken or attempt == _PORT_ATTEMPTS - 1:
-                        raise
-                    ssh.port = free_port()
+            launch_on_free_port(
+                ssh,
+                ssh._launch,
+                SshStartError,
+                port_fixed=port is not None,
+            )
             ssh._write_known_hosts()
         except BaseException:
             ssh.stop()
@@ -348,7 +349,9 @@ class SshHost(StandIn):
         self._config_path.chmod(0o600)
 
     def _launch(self) -> None:
-        """Check the config, run sshd in the foreground, wait for its banner."""
+        """Write and check the config for the current port, run sshd in the foreground, wait
+        for its banner."""
+        self._write_config()
         # Privilege separation directory; Debian's service unit normally creates it.
         Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
         _run([SSHD, "-t", "-f", str(self._config_path)], "sshd -t (config check)")
@@ -404,12 +407,8 @@ class SshHost(StandIn):
                 os.kill(pid, signal.SIGKILL)
         return pids
 
-    def stop(self) -> None:
-        """Stop sshd and every process of the deploy user, release the lock; idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        cleanup.untrack(self)
+    def _shutdown(self) -> None:
+        """Stop sshd and every process of the deploy user, release the lock."""
         if self._process is not None:
             end_process(self._process, timeout=5)
             self._process = None

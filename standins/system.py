@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 SERVICE_USER = "handled-test"
 """The unprivileged system user that runs every stand-in server when the tests run as root."""
@@ -139,3 +139,34 @@ def end_process(process: subprocess.Popen[Any], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+#: How many ports a stand-in tries when the one picked for it is taken before it binds.
+PORT_ATTEMPTS = 4
+
+
+class _Listening(Protocol):
+    port: int
+    log_path: Path
+
+
+def launch_on_free_port(
+    stand_in: _Listening,
+    launch: Callable[[], object],
+    failure: type[Exception],
+    *,
+    port_fixed: bool,
+    taken: str = "Address already in use",
+) -> None:
+    """Run `launch()`. When it raises `failure` because the port `free_port` picked was taken
+    by someone else before the server bound it (`taken` in the log's tail), give `stand_in` a
+    new port and try again, `PORT_ATTEMPTS` times in all. A port the caller fixed is kept."""
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            launch()
+            return
+        except failure:
+            last = attempt == PORT_ATTEMPTS - 1
+            if port_fixed or last or taken not in log_tail(stand_in.log_path, 40):
+                raise
+            stand_in.port = free_port()
