@@ -27,6 +27,23 @@ BOOKKEEPING_SCHEMA = "_dbsplit"
 _HIDDEN_SCHEMAS = ["pg_catalog", "information_schema", "pg_toast", BOOKKEEPING_SCHEMA]
 
 
+class Qualified:
+    """A relation named ``schema.name`` (a table, sequence, view...)."""
+
+    schema: str
+    name: str
+
+    @property
+    def qualname(self) -> str:
+        """``schema.name``, unquoted: for messages, reports and keys."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def ident(self) -> sql.Identifier:
+        """The relation as a schema-qualified SQL identifier."""
+        return sql.Identifier(self.schema, self.name)
+
+
 @dataclass(frozen=True)
 class Column:
     """A table column as the catalog describes it."""
@@ -46,7 +63,7 @@ class Column:
 
 
 @dataclass(frozen=True)
-class Table:
+class Table(Qualified):
     """A table (plain, partition leaf or partitioned parent)."""
 
     schema: str
@@ -63,16 +80,6 @@ class Table:
     relation_bytes: int = 0
     #: Names of user (non-internal) triggers defined on this table.
     triggers: tuple[str, ...] = ()
-
-    @property
-    def qualname(self) -> str:
-        """``schema.name``, unquoted: for messages, reports and keys."""
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def ident(self) -> sql.Identifier:
-        """The table as a schema-qualified SQL identifier."""
-        return sql.Identifier(self.schema, self.name)
 
     @property
     def has_data(self) -> bool:
@@ -93,20 +100,12 @@ class Table:
 
 
 @dataclass(frozen=True)
-class Sequence:
+class Sequence(Qualified):
     """A sequence; ``owned_by`` is ``(schema, table, column)`` for serial and identity ones."""
 
     schema: str
     name: str
     owned_by: tuple[str, str, str] | None
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
 
 
 @dataclass(frozen=True)
@@ -140,20 +139,12 @@ class Extension:
 
 
 @dataclass(frozen=True)
-class Relation:
+class Relation(Qualified):
     """A view (``'v'``) or materialized view (``'m'``), in creation order."""
 
     schema: str
     name: str
     kind: str
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbsplit.catalog import Catalog, ForeignKey, Table
+from dbsplit.catalog import Catalog, ForeignKey, Qualified, Table
 from dbsplit.config import SplitConfig, Target
 from dbsplit.errors import ConfigError
 
@@ -36,7 +36,7 @@ class TargetState:
 
 
 @dataclass(frozen=True)
-class TablePlan:
+class TablePlan(Qualified):
     """One source table and where it goes."""
 
     schema: str
@@ -47,10 +47,6 @@ class TablePlan:
     size_bytes: int
     #: Why the table is not copied ("excluded", "schema excluded"), else "".
     skipped: str = ""
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.schema}.{self.name}"
 
 
 @dataclass(frozen=True)
