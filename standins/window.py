@@ -233,23 +233,11 @@ class Window:
     ) -> Run:
         """`pyinfra -y inventory/rehearsal.py deploy/<deploy>.py [flags]` from the repo root.
 
-        `on_line` is called with each output line as pyinfra prints it.
+        `on_line` is called with each output line as pyinfra prints it. After `timeout`
+        seconds pyinfra is killed (the run then fails).
         """
         argv = [str(PYINFRA), "-y", *flags, "inventory/rehearsal.py", f"deploy/{deploy}.py"]
         started = time.monotonic()
-        if on_line is None:
-            proc = subprocess.run(
-                argv,
-                cwd=REPO,
-                env={**self.env(), **env},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-            return Run(proc.returncode, proc.stdout, time.monotonic() - started)
         lines: list[str] = []
         with subprocess.Popen(
             argv,
@@ -266,7 +254,8 @@ class Window:
                 assert popen.stdout is not None
                 for line in popen.stdout:
                     lines.append(line)
-                    on_line(line.rstrip("\n"))
+                    if on_line is not None:
+                        on_line(line.rstrip("\n"))
                 code = popen.wait()
             finally:
                 timer.cancel()
