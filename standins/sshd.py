@@ -38,6 +38,7 @@ from standins.system import (
     is_root,
     launch_on_free_port,
     log_tail,
+    user_exists,
     wait_started,
 )
 
@@ -154,7 +155,7 @@ class SshHost(StandIn):
         self.port = port
         self.user = user
         self.base_dir = base_dir
-        self.home = Path(pwd.getpwnam(user).pw_dir) if _user_exists(user) else Path("/nonexistent")
+        self.home = Path(pwd.getpwnam(user).pw_dir) if user_exists(user) else Path("/nonexistent")
         self.client_key_path = base_dir / "client_ed25519"
         self.known_hosts_path = base_dir / "known_hosts"
         self.log_path = base_dir / "sshd.log"
@@ -249,7 +250,7 @@ class SshHost(StandIn):
 
     def _ensure_user(self) -> None:
         """Create the user if missing, and unlock it for key logins (`useradd` locks it)."""
-        if not _user_exists(self.user):
+        if not user_exists(self.user):
             _run(
                 ["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", self.user],
                 f"useradd {self.user}",
@@ -392,7 +393,7 @@ class SshHost(StandIn):
 
         Only used for users this module created (and holds the lock for). Returns the pids.
         """
-        if not _user_exists(self.user) or not (self.home / MARKER).exists():
+        if not user_exists(self.user) or not (self.home / MARKER).exists():
             return []
         uid = pwd.getpwnam(self.user).pw_uid
         pids = _pids_of(uid)
@@ -520,14 +521,6 @@ class SshHost(StandIn):
         )
         path.write_text(text, encoding="utf-8")
         return path
-
-
-def _user_exists(user: str) -> bool:
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        return False
-    return True
 
 
 def _write_owned(path: Path, text: str, uid: int, gid: int, mode: int) -> None:

@@ -48,6 +48,15 @@ def _service_ids() -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
+def user_exists(user: str) -> bool:
+    """Whether the OS account `user` exists."""
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return False
+    return True
+
+
 def chown_to_service_user(path: Path) -> None:
     """Give `path` to SERVICE_USER when running as root; a no-op otherwise."""
     if is_root():

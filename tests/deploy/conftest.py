@@ -15,6 +15,7 @@ import pytest
 from standins.dbaas import Dbaas
 from standins.postgres import PostgresServer
 from standins.sshd import DEFAULT_USER
+from standins.system import user_exists
 from standins.window import Window
 
 PIP_CACHE = Path("/var/cache/handled-standins") / f"{DEFAULT_USER}-pip"
@@ -23,21 +24,13 @@ PIP_CACHE = Path("/var/cache/handled-standins") / f"{DEFAULT_USER}-pip"
 
 def _pip_cache() -> str:
     """`--cache-dir` for the VPS's pip, owned by the deploy user."""
-    entry = pwd.getpwnam(DEFAULT_USER) if _user_exists(DEFAULT_USER) else None
+    entry = pwd.getpwnam(DEFAULT_USER) if user_exists(DEFAULT_USER) else None
     PIP_CACHE.mkdir(parents=True, exist_ok=True)
     if entry is not None:
         for root, dirs, files in os.walk(PIP_CACHE):
             for name in [".", *dirs, *files]:
                 os.lchown(Path(root) / name, entry.pw_uid, entry.pw_gid)
     return f"--cache-dir={PIP_CACHE}"
-
-
-def _user_exists(user: str) -> bool:
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
