@@ -337,10 +337,7 @@ def app_stopped_for_split(window: Window) -> Commands:
     if _env_state(window).get("same"):
         host.noop("the app already has the split .env: not stopping it")
         return
-    if not _app_state(window, "single").get("online"):
-        host.noop("the app is not running")
-        return
-    yield vpsctl(window.request("app-stop", window.app_args("single")))
+    yield from _pm2_stop(window, "single")
 
 
 @operation()
@@ -516,10 +513,7 @@ def app_stopped_for_rollback(window: Window) -> Commands:
     if state.get("same"):
         host.noop(".env is already the pre-split one: not stopping the app")
         return
-    if not _app_state(window, "split").get("online"):
-        host.noop("the app is not running")
-        return
-    yield vpsctl(window.request("app-stop", window.app_args("split")))
+    yield from _pm2_stop(window, "split")
 
 
 @operation()
@@ -542,6 +536,15 @@ def rollback_recorded(window: Window) -> Commands:
     )
 
 
+def _pm2_stop(window: Window, mode: str) -> Commands:
+    """``pm2 stop`` the apps as run with the ``mode`` (``single`` or ``split``) ``.env``,
+    unless they are not running."""
+    if not _app_state(window, mode).get("online"):
+        host.noop("the app is not running")
+        return
+    yield vpsctl(window.request("app-stop", window.app_args(mode)))
+
+
 @operation()
 def app_stopped(window: Window) -> Commands:
     """
@@ -549,10 +552,7 @@ def app_stopped(window: Window) -> Commands:
 
     + window: the host's settings
     """
-    if not _app_state(window, "single").get("online"):
-        host.noop("the app is not running")
-        return
-    yield vpsctl(window.request("app-stop", window.app_args("single")))
+    yield from _pm2_stop(window, "single")
 
 
 # ----- 7.-9. build, restart, health -------------------------------------------------------------
