@@ -80,7 +80,7 @@ RULES: tuple[Rule, ...] = (
     Rule(r"Secure .AUTH_SECRET. generated", "deploy.env"),
     Rule(r"Local testing completed \(single-DB mode\)|Single-DB mode tested", "app.single_health"),
     Rule(r"Set .SPLIT_DB_MODE=false", "app.single_health"),
-    Rule(r"Started dev server|Started dev server", "app.single_health"),
+    Rule(r"Started dev server", "app.single_health"),
     Rule(
         r"Prisma clients generate successfully|Generated clients|Generated both Prisma",
         "deploy.app_build",
