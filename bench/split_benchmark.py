@@ -51,6 +51,7 @@ from psycopg import sql
 
 from dbsplit.catalog import Table, read_catalog
 from dbsplit.config import SplitConfig, Target
+from dbsplit.freeze import freeze
 from dbsplit.urls import parse
 from dbsplit.verify import verify
 from standins import handled_data
@@ -680,6 +681,7 @@ def run(
     t0 = time.monotonic()
     size = handled_data.generate(source, scale_mb, progress=say)
     generated = time.monotonic() - t0
+    freeze(parse(source))  # as in the window: dbsplit migrate copies only a frozen source
     result = BenchResult(
         scale_mb=scale_mb,
         source_bytes=size,

@@ -20,15 +20,18 @@ from dbsplit import __version__
 from dbsplit.config import SplitConfig, load_config
 from dbsplit.connect import first_line
 from dbsplit.errors import SplitError, UsageError
+from dbsplit.report import write_json
 from dbsplit.urls import DO_DIRECT_PORT, DO_POOL_PORT, PRISMA_ONLY_PARAMS, PgUrl, parse
 
 EPILOG = """\
 exit codes:
-  0  success (plan: nothing blocks; migrate/verify: the targets equal the source)
+  0  success (plan: nothing blocks; migrate/verify: the targets equal the source;
+     freeze: frozen and checked)
   1  plan has blockers (nothing written), or verify found a difference
   2  usage error: bad arguments, malformed URL, missing variable, bad split.toml,
      unknown schema, a transaction-pooler URL, or a database that cannot be reached
-  3  a target holds state dbsplit cannot safely continue from
+  3  unsafe state: the source is not frozen (migrate), changed since the copy's snapshot,
+     or cannot be frozen safely; or a target holds state dbsplit cannot continue from
   4  unexpected failure while working
 
 connections (passwords never appear in output):
@@ -78,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out foreign keys crossing the two databases (listed in the report)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the final verify")
+    p.add_argument(
+        "--allow-writable-source",
+        action="store_true",
+        help="copy a source that is not frozen (tests, benchmarks): exact only if nothing writes",
+    )
     p.add_argument("--report", metavar="FILE", type=Path, help="write a JSON report")
     p.add_argument("--pg-dump", metavar="PATH", help="pg_dump to use (default: PATH)")
     p.add_argument(
@@ -91,12 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check that both targets equal the source", **kw)
     common(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--report", metavar="FILE", type=Path, help="also write the JSON report")
     p.add_argument("--jobs", type=_positive, default=4, help="parallel checks (default 4)")
 
-    p = sub.add_parser("freeze", help="make the source database read-only", **kw)
+    p = sub.add_parser(
+        "freeze", help="take every role's right to connect to the source, and check it", **kw
+    )
     common(p, targets=False)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p = sub.add_parser("unfreeze", help="make the source database writable again", **kw)
     common(p, targets=False)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p = sub.add_parser(
+        "status", help="the source's freeze and write position, and each target's split", **kw
+    )
+    common(p)
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
     return parser
 
 
@@ -129,7 +147,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     source = resolve_url(args.source, "source")
     if cmd in ("freeze", "unfreeze"):
         result = freezing.freeze(source) if cmd == "freeze" else freezing.unfreeze(source)
-        print(result.render())
+        print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
         return 0
     primary = resolve_url(args.primary, "primary")
     data = resolve_url(args.data, "data")
@@ -138,6 +156,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _plan(args, source, primary, data, config)
     if cmd == "verify":
         return _verify(args, source, primary, data, config)
+    if cmd == "status":
+        from dbsplit.status import status
+
+        found = status(source=source, primary=primary, data=data, config=config)
+        print(json.dumps(found.to_json(), indent=2) if args.json else found.render())
+        return 0
     return _migrate(args, source, primary, data, config)
 
 
@@ -160,11 +184,15 @@ def _plan(
 def _verify(
     args: argparse.Namespace, source: PgUrl, primary: PgUrl, data: PgUrl, config: SplitConfig
 ) -> int:
-    from dbsplit.verify import verify
+    from dbsplit.status import verify_with_positions
 
-    report = verify(source=source, primary=primary, data=data, config=config, jobs=args.jobs)
-    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
-    return 0 if report.ok else 1
+    found, ok = verify_with_positions(
+        source=source, primary=primary, data=data, config=config, jobs=args.jobs
+    )
+    if args.report:
+        write_json(args.report, found)
+    print(json.dumps(found, indent=2) if args.json else found["rendered"])
+    return 0 if ok else 1
 
 
 def _migrate(
@@ -182,21 +210,22 @@ def _migrate(
         drop_cross_db_fks=args.drop_cross_db_fks,
         pg_dump=args.pg_dump,
         split_bytes=args.split_larger_than,
+        allow_writable_source=args.allow_writable_source,
     )
     report = migrate(
         source=source, primary=primary, data=data, config=config, options=options, progress=progress
     )
     status = 0
     if not args.no_verify:
-        from dbsplit.verify import verify
+        from dbsplit.status import verify_with_positions
 
         progress.step("verify: comparing both targets with the source")
-        result = verify(
+        found, ok = verify_with_positions(
             source=source, primary=primary, data=data, config=config, jobs=args.jobs or 4
         )
-        report.verify = result.to_json()
-        if not result.ok:
-            for line in result.failures():
+        report.verify = found
+        if not ok:
+            for line in found["failures"]:
                 progress.info(f"verify: {line}")
             status = 1
     if args.report:

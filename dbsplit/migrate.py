@@ -2,7 +2,9 @@
 
 ::
 
-    STEP 1  read the catalogs (source under an exported snapshot) and plan; refuse on blockers
+    STEP 1  check that the source is frozen (nothing can write to it), read the catalogs (source
+        under an exported snapshot, with its write position) and plan; refuse on blockers, and
+        refuse a target whose copy started from another position of the source
     STEP 2  prepare each target: bookkeeping, extensions, pre-data DDL (or, for tables the
             app's migrations made, drop their foreign keys, recording them); autovacuum
             paused on the tables to load
@@ -13,7 +15,8 @@
     STEP 7  refresh materialized views, resume autovacuum, and record the target as done
 
 Every step records itself in the target it changed, in the same transaction, and is skipped
-when a rerun finds it recorded.
+when a rerun finds it recorded. At the end the source is checked again: still frozen, and at
+the same write position as at the snapshot.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from typing import Any
 import psycopg
 
 from dbsplit import autovacuum, copy, finish, pgtools, schema, state
+from dbsplit import freeze as freezing
 from dbsplit.catalog import Catalog, read_catalog
 from dbsplit.config import SplitConfig, Target
 from dbsplit.connect import connect, first_line
-from dbsplit.errors import BlockedError, SplitError
+from dbsplit.errors import BlockedError, SplitError, StateError
 from dbsplit.plan import MODE_CREATE, SplitPlan, TargetState, build_plan
 from dbsplit.progress import LogProgress, Progress
 from dbsplit.report import MigrateReport
@@ -57,6 +61,8 @@ class Options:
     pg_dump: str | None = None
     #: Split tables larger than this into ctid ranges (None: decided from the data size).
     split_bytes: int | None = None
+    #: Copy from a source that is not frozen (tests, benchmarks): exact only if nothing writes.
+    allow_writable_source: bool = False
 
 
 @dataclass
@@ -69,6 +75,10 @@ class _Session:
     targets: dict[Target, psycopg.Connection[Any]]
     states: dict[Target, TargetState]
     plan: SplitPlan
+    #: The source's write position at the snapshot.
+    position: freezing.WritePosition
+    #: What the freeze check found (None when it was not required).
+    frozen: freezing.FreezeCheck | None = None
     #: The targets' catalogs once prepared (STEP 2).
     target_catalogs: dict[Target, Catalog] = field(default_factory=dict)
 
@@ -81,21 +91,28 @@ def session(
     data: PgUrl,
     config: SplitConfig,
     drop_cross_db_fks: bool = False,
+    require_frozen: bool = False,
 ) -> Iterator[_Session]:
     """Connect, export a snapshot of the source, read every catalog and build the plan.
 
-    Reads only. The snapshot stays valid while the context is open.
+    Reads only. The snapshot stays valid while the context is open. With ``require_frozen``,
+    a source that is not frozen (:func:`dbsplit.freeze.check`) raises :class:`StateError`.
     """
     urls = {Target.PRIMARY: primary, Target.DATA: data}
     with ExitStack() as stack:
         src = stack.enter_context(connect(source, what="source"))
+        frozen = None
         try:
             src.commit()
+            if require_frozen:
+                frozen = freezing.require_frozen(src)
+                src.commit()
             src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             src.read_only = True
             row = src.execute("SELECT pg_export_snapshot()").fetchone()
             assert row is not None
             snapshot = str(row[0])
+            position = freezing.write_position(src)
             catalog = read_catalog(src)
         except psycopg.Error as exc:
             raise SplitError(f"cannot read the source catalog: {first_line(exc)}") from None
@@ -118,7 +135,7 @@ def session(
                     f"cannot read the catalog of {t.value.upper()}: {first_line(exc)}"
                 ) from None
         plan = build_plan(catalog, config, states, drop_cross_db_fks=drop_cross_db_fks)
-        yield _Session(source, urls, src, snapshot, catalog, conns, states, plan)
+        yield _Session(source, urls, src, snapshot, catalog, conns, states, plan, position, frozen)
 
 
 def make_plan(
@@ -152,13 +169,15 @@ def migrate(
     out: Progress = progress or LogProgress()
     report = MigrateReport()
     t0 = time.monotonic()
-    out.step("STEP 1/7: read the catalogs and plan")
+    out.step("STEP 1/7: check the source is frozen, read the catalogs and plan")
+    strict = not opts.allow_writable_source
     with session(
         source=source,
         primary=primary,
         data=data,
         config=config,
         drop_cross_db_fks=opts.drop_cross_db_fks,
+        require_frozen=strict,
     ) as s:
         plan = s.plan
         if not plan.ok:
@@ -167,6 +186,11 @@ def migrate(
                 f"nothing was written: {plan.blockers[0]}"
                 + (more if len(plan.blockers) > 1 else "")
             )
+        if strict:
+            _same_source_as_first_run(s)
+        else:
+            out.info("source not required to be frozen: the copy is exact only if nothing writes")
+        report.source_position = s.position.to_json()
         report.skipped_fks = [
             {"name": fk.name, "from": fk.qualtable, "to": fk.qualref} for fk in plan.cross_fks
         ]
@@ -180,8 +204,38 @@ def migrate(
             for rel, parts in state.done_parts(conn).items():
                 for _, (rows, nbytes, secs) in sorted(parts.items()):
                     report.add_part(rel, t.value, rows, nbytes, secs)
+        if strict:
+            _source_unchanged(s)
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _same_source_as_first_run(s: _Session) -> None:
+    """Refuse to continue (or call done) a copy that started from another source position."""
+    for t, conn in s.targets.items():
+        mark = state.source_mark(conn)
+        if mark is None:
+            continue
+        why = s.position.moved_since(freezing.WritePosition.from_json(mark))
+        if why:
+            raise StateError(
+                f"the source changed since {t.value.upper()}'s copy was taken ({why}): it lacks"
+                " those writes; reset the targets (deploy/reset_split.py) and copy again"
+            )
+
+
+def _source_unchanged(s: _Session) -> None:
+    """After the copy: the source is still frozen and at the snapshot's write position."""
+    s.src.rollback()
+    freezing.require_frozen(s.src)
+    now = freezing.write_position(s.src)
+    s.src.rollback()
+    why = now.moved_since(s.position)
+    if why:
+        raise StateError(
+            f"the source changed while it was being copied ({why}): the targets lack those"
+            " writes; do not cut over: reset the targets and copy again"
+        )
 
 
 def _run(s: _Session, todo: list[Target], opts: Options, out: Progress, rep: MigrateReport) -> None:
@@ -211,6 +265,7 @@ def _copy_all(
         for t in todo:
             conn, tp = s.targets[t], plan.target(t)
             state.ensure_schema(conn)
+            state.record_source_mark(conn, s.position.to_json())
             schema.create_extensions(conn, tp.extensions, s.catalog)
             if tp.mode == MODE_CREATE:
                 if not s.states[t].created_by_dbsplit:
@@ -366,6 +421,9 @@ def _dump_schemas(s: _Session, todo: list[Target], opts: Options) -> dict[Target
     major = s.catalog.server_version // 10000
 
     def one(t: Target) -> Any:
+        if not s.plan.target(t).schemas:
+            # Nothing routed here; pg_dump without --schema would dump every schema.
+            return schema.SchemaScripts(preamble="", pre_data=(), post_groups=(), post_rest=())
         return schema.dump(
             s.source_url,
             s.plan.target(t).schemas,

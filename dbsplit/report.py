@@ -32,6 +32,8 @@ class MigrateReport:
     seconds: float = 0.0
     already_done: bool = False
     verify: dict[str, Any] | None = None
+    #: The source's write position at the snapshot (:class:`dbsplit.freeze.WritePosition`).
+    source_position: dict[str, Any] | None = None
 
     def add_part(self, table: str, target: str, rows: int, nbytes: int, seconds: float) -> None:
         tr = self.tables.setdefault(table, TableReport(table, target))
@@ -45,6 +47,7 @@ class MigrateReport:
             "ok": self.verify is None or bool(self.verify.get("ok")),
             "seconds": round(self.seconds, 3),
             "already_done": self.already_done,
+            "source_position": self.source_position,
             "tables": [
                 {
                     "table": t.table,
@@ -63,12 +66,17 @@ class MigrateReport:
 
     def write(self, path: Path) -> None:
         """Write the JSON atomically (a temporary file renamed over ``path``)."""
-        data = json.dumps(self.to_json(), indent=2) + "\n"
-        directory = path.parent if str(path.parent) else Path(".")
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".dbsplit-report-", dir=directory)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise UsageError(f"cannot write report {str(path)!r}: {exc.strerror}") from None
+        write_json(path, self.to_json())
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (a temporary file renamed over it)."""
+    text = json.dumps(data, indent=2) + "\n"
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dbsplit-report-", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write report {str(path)!r}: {exc.strerror}") from None

@@ -17,6 +17,10 @@ The bookkeeping schema :data:`~dbsplit.catalog.BOOKKEEPING_SCHEMA` (``_dbsplit``
 ``dropped_fks``
     foreign keys dbsplit dropped from app-created tables, inserted by the transaction that
     dropped them and deleted by the one that re-created them.
+``source_mark``
+    the source's write position (:func:`dbsplit.freeze.write_position`) at the first run's
+    snapshot, recorded with the bookkeeping itself: a rerun, verify and the cut-over compare
+    the source's position now with it, so a copy of an older state is never taken for done.
 
 The schema stays after a successful run: it is what makes a second run a no-op, and what tells
 rows dbsplit wrote from rows it did not. ``dbsplit`` never reads or verifies it as data.
@@ -29,6 +33,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from dbsplit.catalog import BOOKKEEPING_SCHEMA, Catalog, read_catalog, tables_with_rows
 from dbsplit.plan import TargetState
@@ -74,12 +79,23 @@ COMMENT ON SCHEMA {s} IS 'dbsplit run state: which steps and table parts are cop
 """
 ).format(s=_S)
 
+_MARK_DDL = sql.SQL(
+    """
+CREATE TABLE IF NOT EXISTS {s}.source_mark (
+    name text PRIMARY KEY,
+    position jsonb NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+).format(s=_S)
+
 
 def ensure_schema(conn: psycopg.Connection[Any]) -> None:
     """Create the bookkeeping schema and tables (idempotent), and commit."""
     with conn.transaction():
         if not _has_schema(conn):
             conn.execute(_DDL)
+        conn.execute(_MARK_DDL)
 
 
 def _has_schema(conn: psycopg.Connection[Any]) -> bool:
@@ -209,3 +225,30 @@ def inspect_target(conn: psycopg.Connection[Any], routed: Iterable[tuple[str, st
         created_by_dbsplit=STEP_PRE_DATA in steps,
         finished=STEP_DONE in steps,
     )
+
+
+def source_mark(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The source's write position recorded at the first run's snapshot, or None."""
+    row = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", (f"{BOOKKEEPING_SCHEMA}.source_mark",)
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    mark = conn.execute(
+        sql.SQL("SELECT position FROM {}.source_mark WHERE name = 'snapshot'").format(_S)
+    ).fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return dict(mark[0]) if mark else None
+
+
+def record_source_mark(conn: psycopg.Connection[Any], position: dict[str, Any]) -> None:
+    """Record the source's position at the snapshot, unless a first run already did."""
+    with conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.source_mark (name, position) VALUES ('snapshot', %s)"
+                " ON CONFLICT DO NOTHING"
+            ).format(_S),
+            (Jsonb(position),),
+        )

@@ -46,6 +46,9 @@ _BASE_SETTINGS: dict[str, str] = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
     "max_connections": "100",
+    # A prepared transaction is one way to keep writes pending across a freeze: the freeze
+    # refuses while one waits, and the tests need to be able to make one.
+    "max_prepared_transactions": "10",
     "shared_buffers": "32MB",
     "max_wal_size": "1GB",
     "checkpoint_timeout": "30min",

@@ -1,17 +1,11 @@
-"""Bad inputs: one clear line on stderr, the documented exit code, nothing written, no password.
-
-Also `freeze` / `unfreeze` against a real source.
-"""
+"""Bad inputs: one clear line on stderr, the documented exit code, nothing written, no password."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from standins.postgres import PostgresServer
 from tests.dbsplit.helpers import SplitEnv
 
 WRONG_PASSWORD = "not-The-Password-91"
@@ -111,40 +105,3 @@ def test_help_documents_exit_codes(split_env: SplitEnv) -> None:
     assert proc.returncode == 0
     assert "exit codes:" in proc.stdout
     assert "--drop-cross-db-fks" in proc.stdout
-
-
-@pytest.fixture
-def small_source(source_pg: PostgresServer, make_db: Callable[..., str]) -> str:
-    name = make_db(source_pg)
-    source_pg.execute("CREATE TABLE t (id int PRIMARY KEY)", name)
-    return name
-
-
-def test_freeze_and_unfreeze(split_env: SplitEnv, small_source: str) -> None:
-    pg = split_env.source_pg
-    split_env.extra_env["OLD_DATABASE_URL"] = pg.url(small_source)
-    other = psycopg.connect(pg.url(small_source), autocommit=True)
-    proc = split_env.run("freeze")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == (
-        f"database {small_source!r} is now read-only (frozen); 1 other session(s) terminated"
-    )
-    with pytest.raises(psycopg.OperationalError):
-        other.execute("SELECT 1")
-    other.close()
-    with (
-        psycopg.connect(pg.url(small_source), autocommit=True) as conn,
-        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
-    ):
-        conn.execute("INSERT INTO t VALUES (1)")
-    again = split_env.run("freeze")
-    assert again.stdout.strip() == f"database {small_source!r} is already read-only (frozen)"
-
-    proc = split_env.run("unfreeze")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"database {small_source!r} is now read-write"
-    with psycopg.connect(pg.url(small_source), autocommit=True) as conn:
-        conn.execute("INSERT INTO t VALUES (1)")
-    assert split_env.run("unfreeze").stdout.strip() == (
-        f"database {small_source!r} is already read-write"
-    )
