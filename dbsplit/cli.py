@@ -19,7 +19,7 @@ import psycopg
 from dbsplit import __version__
 from dbsplit.config import SplitConfig, load_config
 from dbsplit.connect import first_line
-from dbsplit.errors import SplitError, UsageError
+from dbsplit.errors import SplitError, StateError, UsageError
 from dbsplit.report import write_json
 from dbsplit.urls import DO_DIRECT_PORT, DO_POOL_PORT, PRISMA_ONLY_PARAMS, PgUrl, parse
 
@@ -107,9 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(p, targets=False)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only check, changing nothing: exit 0 when frozen safely, 3 when not",
+    )
     p = sub.add_parser("unfreeze", help="make the source database writable again", **kw)
     common(p, targets=False)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p = sub.add_parser(
+        "checksums", help="every table's rows and checksum in the source database", **kw
+    )
+    common(p, targets=False)
+    p.add_argument("--json", action="store_true", help="print them as JSON")
+    p.add_argument("--jobs", type=_positive, default=2, help="parallel checks (default 2)")
     p = sub.add_parser(
         "status", help="the source's freeze and write position, and each target's split", **kw
     )
@@ -145,6 +156,20 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     cmd = args.command
     source = resolve_url(args.source, "source")
+    if cmd == "freeze" and args.check:
+        checked = freezing.check_source(source)
+        print(json.dumps(checked.to_json(), indent=2) if args.json else checked.render())
+        return 0 if checked.ok else StateError.exit_code
+    if cmd == "checksums":
+        from dbsplit.fingerprint import checksums
+
+        sums = checksums(source, jobs=args.jobs)
+        if args.json:
+            print(json.dumps(sums, indent=2))
+        else:
+            for name, value in sums["tables"].items():
+                print(f"{name}: {value['rows']} rows, checksum {value['sum']}")
+        return 0
     if cmd in ("freeze", "unfreeze"):
         result = freezing.freeze(source) if cmd == "freeze" else freezing.unfreeze(source)
         print(json.dumps(result.to_json(), indent=2) if args.json else result.render())

@@ -72,6 +72,12 @@ class FreezeCheck:
     def ok(self) -> bool:
         return self.frozen and not self.problems
 
+    def render(self) -> str:
+        state = "frozen safely" if self.ok else ("frozen, unsafely" if self.frozen else "writable")
+        return "\n".join(
+            [f"database {self.database!r} is {state}"] + [f"  - {p}" for p in self.problems]
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "database": self.database,

@@ -1,8 +1,11 @@
-"""The one home of connection-URL knowledge.
+"""The one home of connection-URL knowledge, and of the app's ``.env``.
 
 Builds the app's pooled and direct URLs (Prisma parameters, TLS with the CA), parses the URLs the
-app uses into libpq connection strings, and redacts passwords. Pure functions: ``infra/`` and
-``deploy/`` import them, so a URL is built, parsed and redacted in exactly one way.
+app uses into libpq connection strings, redacts passwords, and shapes the app's ``.env`` (the
+keys the split sets, merged into the file as the app's dotenv reader reads it back). Pure
+functions: ``infra/`` and ``deploy/`` import them, so a URL is built, parsed and redacted in
+exactly one way, and the ``.env`` is merged on the VPS by this same module (it needs only the
+standard library there: psycopg is imported only by :meth:`PgUrl.conninfo`).
 
 Example::
 
@@ -19,8 +22,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
-
-from psycopg.conninfo import make_conninfo
 
 from dbsplit.errors import UsageError
 
@@ -162,6 +163,8 @@ class PgUrl:
 
     def conninfo(self) -> str:
         """A libpq connection string (contains the password: never log it)."""
+        from psycopg.conninfo import make_conninfo
+
         return make_conninfo("", **self.libpq_params())
 
     def replace(self, **changes: object) -> PgUrl:
@@ -248,17 +251,31 @@ def tls_params(ca_path: str) -> dict[str, str]:
 
 
 def app_pool_url(
-    *, user: str, password: str, host: str, pool_name: str, ca_path: str, port: int = DO_POOL_PORT
+    *,
+    user: str,
+    password: str | None,
+    host: str,
+    pool_name: str,
+    ca_path: str,
+    port: int = DO_POOL_PORT,
+    extra: Mapping[str, str] | None = None,
 ) -> str:
     """The app's URL through DigitalOcean's PgBouncer pool (the pool name is the database)."""
-    params = tls_params(ca_path) | {"pgbouncer": "true"}
+    params = dict(extra or {}) | tls_params(ca_path) | {"pgbouncer": "true"}
     return build_url(
         user=user, password=password, host=host, port=port, dbname=pool_name, params=params
     )
 
 
 def app_direct_url(
-    *, user: str, password: str, host: str, dbname: str, ca_path: str, port: int = DO_DIRECT_PORT
+    *,
+    user: str,
+    password: str | None,
+    host: str,
+    dbname: str,
+    ca_path: str,
+    port: int = DO_DIRECT_PORT,
+    extra: Mapping[str, str] | None = None,
 ) -> str:
     """A direct URL to the cluster, bypassing the pool: for migrations and the data copy."""
     return build_url(
@@ -267,8 +284,103 @@ def app_direct_url(
         host=host,
         port=port,
         dbname=dbname,
-        params=tls_params(ca_path),
+        params=dict(extra or {}) | tls_params(ca_path),
     )
+
+
+#: Parameters that carry the TLS and pooling shape: :func:`with_ca_path` sets them anew.
+_SHAPE_PARAMS = frozenset({"sslmode", "sslrootcert", "sslcert", "sslaccept", "pgbouncer"})
+
+
+def with_ca_path(url: str, ca_path: str, *, pool: bool, what: str) -> str:
+    """The app's PRIMARY ``url`` (pooled or direct) in the one shape :func:`app_pool_url` or
+    :func:`app_direct_url` gives, verifying the server against ``ca_path`` (where the CA is on
+    the machine that connects). Other parameters are kept."""
+    parsed = parse(url, what=what)
+    if not parsed.user or not parsed.host or not parsed.dbname:
+        raise UsageError(f"{what} must name a user, a host and a database: {parsed.redacted()}")
+    extra = {k: v for k, v in parsed.params if k not in _SHAPE_PARAMS}
+    if pool:
+        return app_pool_url(
+            user=parsed.user,
+            password=parsed.password,
+            host=parsed.host,
+            pool_name=parsed.dbname,
+            ca_path=ca_path,
+            port=parsed.port or DO_POOL_PORT,
+            extra=extra,
+        )
+    return app_direct_url(
+        user=parsed.user,
+        password=parsed.password,
+        host=parsed.host,
+        dbname=parsed.dbname,
+        ca_path=ca_path,
+        port=parsed.port or DO_DIRECT_PORT,
+        extra=extra,
+    )
+
+
+# ----- the app's .env ----------------------------------------------------------------------
+
+#: The comment above the keys the split appends to an ``.env`` that lacked them.
+SPLIT_ENV_HEADER = "# Database split (written by deploy/production.py)"
+_ENV_KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def split_env_values(
+    *, primary_pool_url: str, primary_direct_url: str, data_url: str, auth_secret: str
+) -> dict[str, str]:
+    """The keys the split sets in the app's ``.env`` (every other line of it is kept)."""
+    return {
+        "SPLIT_DB_MODE": "true",
+        "PRIMARY_DATABASE_URL": primary_pool_url,
+        "PRIMARY_DIRECT_URL": primary_direct_url,
+        "DATA_DATABASE_URL": data_url,
+        "AUTH_SECRET": auth_secret,
+    }
+
+
+def env_line(key: str, value: str) -> str:
+    """``KEY="value"`` as the app's dotenv reader parses it back to ``value`` exactly."""
+    if "\n" in value or "\r" in value:
+        raise UsageError(f"value of {key} contains a line break")
+    if "'" not in value and ('"' in value or "\\" in value or "#" in value):
+        return f"{key}='{value}'"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{key}="{escaped}"'
+
+
+def merged_env(base: str, values: Mapping[str, str], header: str = SPLIT_ENV_HEADER) -> str:
+    """``base`` with each key of ``values`` set: first occurrence replaced, later ones dropped,
+    missing keys appended under ``header``; every other line kept as it was."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for line in base.splitlines():
+        match = _ENV_KEY.match(line)
+        if match and match.group(1) in values:
+            key = match.group(1)
+            if key not in seen:
+                out.append(env_line(key, values[key]))
+                seen.add(key)
+            continue
+        out.append(line)
+    missing = [key for key in values if key not in seen]
+    if missing:
+        if out and out[-1].strip():
+            out.append("")
+        out.append(header)
+        out.extend(env_line(key, values[key]) for key in missing)
+    return "\n".join(out) + "\n"
+
+
+def env_value(text: str, key: str) -> str | None:
+    """The value of the first ``key=`` line of an ``.env`` text (quotes removed), or None."""
+    for line in text.splitlines():
+        match = _ENV_KEY.match(line)
+        if match and match.group(1) == key:
+            return line.split("=", 1)[1].strip().strip("\"'")
+    return None
 
 
 _MASK = "***"

@@ -1,1 +1,0 @@
-"""Reusable ``@deploy`` steps of the window: named groups of ``deploy.ops`` operations."""
