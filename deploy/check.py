@@ -9,7 +9,7 @@ of them is wrong. Changes nothing.
 
 from pyinfra.context import host
 
-from deploy import ops
+from deploy.steps.check import first_hour_check
 from deploy.window import Window
 
-ops.first_hour_check(name="First-hour check", window=Window.of(host))
+first_hour_check(name="First-hour check", window=Window.of(host, runbook="check"))

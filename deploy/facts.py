@@ -1,10 +1,8 @@
-"""Facts the runbooks read from the VPS, each answered by one vpsctl action.
+"""Facts the runbooks read from the VPS: a step's remote fact action, and the dbsplit venv.
 
-A fact's command is only the bootstrap (see :mod:`deploy.remote`); its request, secrets
-included, goes on stdin, so reading a fact never exposes a secret. Pass the request as
-``_stdin``::
-
-    state = host.get_fact(Vpsctl, action="backup-state", _stdin=window.request(...))
+A remote fact's command is only the bootstrap (see :mod:`deploy.remote`); its request, secrets
+included, goes on stdin, so reading a fact never exposes a secret. Use :func:`deploy.steps.fact`
+rather than this class directly.
 """
 
 from __future__ import annotations
@@ -16,34 +14,34 @@ from pyinfra.api.command import StringCommand
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.api.facts import FactBase
 
-from deploy.remote import vpsctl_command
+from deploy.remote import command
 
 
-class Vpsctl(FactBase[dict[str, Any]]):
-    """The JSON object a vpsctl fact action prints, e.g.:
+class RemoteFact(FactBase[dict[str, Any]]):
+    """The JSON object a step's remote fact action prints, e.g.:
 
     .. code:: python
 
-        {"local": True, "sha256": "9f2c...", "uploaded": True}
+        {"frozen": True, "ok": True, "problems": []}
     """
 
     def command(self, action: str, python: str = "python3") -> StringCommand:
         """``python3 -c BOOTSTRAP <action>`` (``python`` may be the dbsplit virtualenv's)."""
-        return vpsctl_command(action, python)
+        return command(action, python)
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        """Parse the last line, which vpsctl prints as one JSON object."""
+        """Parse the last line, which the action prints as one JSON object."""
         try:
             data = json.loads(output[-1])
         except (ValueError, IndexError):
-            raise FactProcessError("vpsctl printed no JSON") from None
+            raise FactProcessError("the remote action printed no JSON") from None
         if not isinstance(data, dict):
-            raise FactProcessError("vpsctl printed JSON that is not an object")
+            raise FactProcessError("the remote action printed JSON that is not an object")
         return data
 
     @staticmethod
     def default() -> dict[str, Any]:
-        """An empty object: every flag reads as false."""
+        """An empty object (the action failed: its error line was printed)."""
         return {}
 
 

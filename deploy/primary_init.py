@@ -11,15 +11,22 @@ rows only into these app-created tables. Safe to re-run: it changes nothing the 
 
 from pyinfra.context import host
 
-from deploy import ops
+from deploy.steps.lock import no_other_runbook
+from deploy.steps.primary import (
+    primary_migrated,
+    primary_pool_tested,
+    primary_reachable,
+    primary_schemas_present,
+)
 from deploy.window import Window
 
-window = Window.of(host)
+window = Window.of(host, runbook="primary init")
 
-ops.primary_reachable(name="Phase 2: connect to PRIMARY from the VPS", window=window)
-ops.primary_migrated(name="Phase 2: pnpm db:migrate:primary (direct URL)", window=window)
-ops.primary_schemas_present(name="Phase 2: schemas config and customer with tables", window=window)
-ops.primary_pool_tested(
+no_other_runbook(name="Phase 2: no other runbook holds the VPS", window=window)
+primary_reachable(name="Phase 2: connect to PRIMARY from the VPS", window=window)
+primary_migrated(name="Phase 2: pnpm db:migrate:primary (direct URL)", window=window)
+primary_schemas_present(name="Phase 2: schemas config and customer with tables", window=window)
+primary_pool_tested(
     name="Phase 2: concurrent sessions through the pool",
     window=window,
     clients=int(host.data.get("pool_test_clients", 8)),

@@ -1,13 +1,20 @@
-"""The checklist's quick rollback, automated: the app back on the old database.
+"""The checklist's quick rollback, automated, from any point of the window.
 
-    pyinfra -y inventory/production.py deploy/rollback.py
+    pyinfra -y inventory/production.py deploy/rollback.py [--data discard_split_writes=yes]
 
-A no-op when the app already runs healthy on the old database.
+Stops whatever runs, counts per table the rows the app wrote in split mode and refuses, naming
+them, unless ``discard_split_writes=yes`` (then they are dumped to the VPS and to Spaces
+first), puts the old ``.env`` back, unfreezes the source, records that the split is stale,
+restarts the app on the old database and waits for its health. A no-op when the app already
+runs healthy on the old database.
 """
 
 from pyinfra.context import host
 
-from deploy.tasks.rollback import rollback
+from deploy.steps.lock import no_other_runbook
+from deploy.steps.rollback import rollback
 from deploy.window import Window
 
-rollback(window=Window.of(host))
+window = Window.of(host, runbook="rollback")
+no_other_runbook(name="Rollback: no other runbook holds the VPS", window=window)
+rollback(window=window)

@@ -1,14 +1,24 @@
-"""The one place secrets are read: environment variables, else the Pulumi stack's outputs.
+"""The one place the deploy reads what lives outside the repository: the stack's outputs and
+the secrets.
 
-Nothing here is ever stored in the repository, in ``host.data`` (pyinfra prints host data in
-``debug-inventory`` and ``--debug-operations``) or in an operation's arguments (``--json``
-prints them). Runbooks take secrets from :func:`load` and hand them to the VPS only inside a
-:class:`deploy.remote.Request` on stdin.
+**Stack outputs** are what ``pulumi up`` exported (``infra/stack.py``): read once per run with
+``pulumi stack output --json --show-secrets`` (``outputs_source = "pulumi"``), or from a file
+holding exactly that JSON (``outputs_source = "file"``, the path in ``stack_outputs_file`` or
+``HANDLED_STACK_OUTPUTS``; the rehearsal's stand-ins write one). That adapter is the only
+difference between the two: the values the stack knows (the CA's path on the VPS, the backup
+bucket, its endpoint and region, the pool's size) are never repeated in ``group_data/``.
+
+**Secrets**: environment variables first, then the outputs.
 
 =============================  ========================  ========================================
-environment variable           Pulumi output             what
+environment variable           stack output              what
 =============================  ========================  ========================================
 ``OLD_DATABASE_URL``           -                         the app's current URL of ``handled``
+``SOURCE_ADMIN_URL``           -                         a superuser of the source's server
+                                                         (freeze, backup, copy, restore); when
+                                                         unset, ``DATA_ADMIN_URL`` with the
+                                                         database set to ``source_db`` (on the
+                                                         VPS both live in one server)
 ``PRIMARY_DIRECT_URL``         ``primaryDirectUrl``      PRIMARY, direct (migrations, dbsplit)
 ``PRIMARY_DATABASE_URL``       ``primaryDatabaseUrl``    PRIMARY through the PgBouncer pool
 ``PRIMARY_CA_CERT``            ``caCertificate``         the cluster's CA (PEM text)
@@ -19,6 +29,10 @@ environment variable           Pulumi output             what
 ``SPACES_ACCESS_KEY_ID``       -                         Spaces (S3) key for the backup bucket
 ``SPACES_SECRET_ACCESS_KEY``   -                         ... and its secret
 =============================  ========================  ========================================
+
+Nothing here is ever stored in the repository, in ``host.data`` (pyinfra prints host data in
+``debug-inventory`` and ``--debug-operations``) or in an operation's arguments (``--json``
+prints them). Runbooks hand secrets to the VPS only inside a request on stdin.
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ import subprocess
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from pyinfra.api.exceptions import DeployError
@@ -37,16 +52,17 @@ from pyinfra.api.exceptions import DeployError
 from dbsplit.errors import UsageError
 from dbsplit.urls import parse
 
-PULUMI_OUTPUTS: Mapping[str, str] = {
+SECRET_OUTPUTS: Mapping[str, str] = {
     "PRIMARY_DIRECT_URL": "primaryDirectUrl",
     "PRIMARY_DATABASE_URL": "primaryDatabaseUrl",
     "PRIMARY_CA_CERT": "caCertificate",
     "AUTH_SECRET": "authSecret",
 }
-"""Secrets that may come from ``pulumi stack output``, by environment variable name."""
+"""Secrets that may come from the stack outputs, by environment variable name."""
 
 URL_SECRETS = (
     "OLD_DATABASE_URL",
+    "SOURCE_ADMIN_URL",
     "PRIMARY_DIRECT_URL",
     "PRIMARY_DATABASE_URL",
     "DATA_DATABASE_URL",
@@ -55,28 +71,88 @@ URL_SECRETS = (
 PLAIN_SECRETS = ("AUTH_SECRET", "SPACES_SECRET_ACCESS_KEY")
 
 
-class Secrets:
-    """Lazy access to the deploy's secrets; ``repr`` never shows one."""
+class StackOutputs:
+    """The stack's outputs, read once, from the Pulumi CLI or from a file of the same JSON."""
 
-    def __init__(self, source: str, stack: str | None, cwd: str | None) -> None:
-        """Read from the environment, and from ``pulumi stack output`` when ``source="pulumi"``."""
-        if source not in ("env", "pulumi"):
-            raise DeployError(f"secrets_source must be 'env' or 'pulumi', not {source!r}")
+    def __init__(self, source: str, stack: str | None, cwd: str | None, path: str | None) -> None:
+        if source not in ("pulumi", "file"):
+            raise DeployError(f"outputs_source must be 'pulumi' or 'file', not {source!r}")
         self._source = source
         self._stack = stack
         self._cwd = cwd
-        self._outputs: dict[str, str] | None = None
+        self._path = path
+        self._values: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
-        return f"Secrets(source={self._source!r}, values hidden)"
+        return f"StackOutputs(source={self._source!r}, values hidden)"
 
-    def _pulumi(self) -> dict[str, str]:
-        if self._outputs is None:
-            self._outputs = _pulumi_outputs(self._stack, self._cwd)
-        return self._outputs
+    def _load(self) -> dict[str, Any]:
+        if self._values is None:
+            text = _pulumi_output(self._stack, self._cwd) if self._source == "pulumi" else None
+            if text is None:
+                text = _outputs_file(self._path)
+            try:
+                values = json.loads(text)
+            except ValueError:
+                raise DeployError("the stack outputs are not JSON") from None
+            if not isinstance(values, dict):
+                raise DeployError("the stack outputs are not a JSON object")
+            self._values = values
+        return self._values
+
+    def get(self, name: str) -> Any:
+        """Output ``name``, or None."""
+        return self._load().get(name)
+
+    def require(self, name: str) -> Any:
+        """Output ``name``; a one-line :class:`DeployError` when the stack does not export it."""
+        value = self.get(name)
+        if value is None:
+            raise DeployError(
+                f"the stack exports no {name!r}: run `pulumi up` with this repository's infra/"
+            )
+        return value
+
+
+def _pulumi_output(stack: str | None, cwd: str | None) -> str:
+    """``pulumi stack output --json --show-secrets`` (once per run)."""
+    if shutil.which("pulumi") is None:
+        raise DeployError("outputs_source is 'pulumi' but the pulumi CLI is not on PATH")
+    argv = ["pulumi", "stack", "output", "--json", "--show-secrets"]
+    if stack:
+        argv += ["--stack", stack]
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DeployError(f"pulumi stack output failed (exit {proc.returncode}): {last}")
+    return proc.stdout
+
+
+def _outputs_file(path: str | None) -> str:
+    path = path or os.environ.get("HANDLED_STACK_OUTPUTS")
+    if not path:
+        raise DeployError(
+            "outputs_source is 'file' but neither stack_outputs_file nor HANDLED_STACK_OUTPUTS"
+            " names the file"
+        )
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DeployError(f"cannot read the stack outputs file {path!r}: {exc.strerror}") from None
+
+
+class Secrets:
+    """Lazy access to the deploy's secrets; ``repr`` never shows one."""
+
+    def __init__(self, outputs: StackOutputs, source_db: str) -> None:
+        self._outputs = outputs
+        self._source_db = source_db
+
+    def __repr__(self) -> str:
+        return "Secrets(values hidden)"
 
     def get(self, name: str) -> str | None:
-        """The secret ``name`` or None: environment first, then the Pulumi outputs."""
+        """The secret ``name`` or None: environment first, then the stack outputs."""
         value = os.environ.get(name)
         if not value and name == "PRIMARY_CA_CERT" and os.environ.get("PRIMARY_CA_CERT_FILE"):
             value = Path(os.environ["PRIMARY_CA_CERT_FILE"]).read_text(encoding="ascii")
@@ -84,15 +160,22 @@ class Secrets:
             value = os.environ.get("AWS_ACCESS_KEY_ID")
         if not value and name == "SPACES_SECRET_ACCESS_KEY":
             value = os.environ.get("AWS_SECRET_ACCESS_KEY")
-        if not value and self._source == "pulumi" and name in PULUMI_OUTPUTS:
-            value = self._pulumi().get(PULUMI_OUTPUTS[name])
+        if not value and name == "SOURCE_ADMIN_URL" and os.environ.get("DATA_ADMIN_URL"):
+            try:
+                admin = parse(os.environ["DATA_ADMIN_URL"], what="DATA_ADMIN_URL")
+            except UsageError as exc:
+                raise DeployError(str(exc)) from None
+            value = admin.replace(dbname=self._source_db).to_url()
+        if not value and name in SECRET_OUTPUTS:
+            found = self._outputs.get(SECRET_OUTPUTS[name])
+            value = str(found) if found is not None else None
         return value or None
 
     def require(self, name: str) -> str:
         """The secret ``name``; a one-line :class:`DeployError` naming where to set it."""
         value = self.get(name)
         if value is None:
-            where = f" or Pulumi output {PULUMI_OUTPUTS[name]!r}" if name in PULUMI_OUTPUTS else ""
+            where = f" or stack output {SECRET_OUTPUTS[name]!r}" if name in SECRET_OUTPUTS else ""
             raise DeployError(f"missing secret {name}: set the environment variable{where}")
         if name in URL_SECRETS:
             try:
@@ -105,14 +188,13 @@ class Secrets:
         """Every secret value known now, raw and percent-encoded: what output must never show."""
         values: set[str] = set()
         for name in URL_SECRETS:
-            url = self.get(name)
-            if url:
-                try:
-                    password = parse(url, what=name).password
-                except UsageError:
-                    continue
-                if password:
-                    values.update({password, quote(password, safe="")})
+            try:
+                url = self.get(name)
+                password = parse(url, what=name).password if url else None
+            except (UsageError, DeployError):
+                continue
+            if password:
+                values.update({password, quote(password, safe="")})
         for name in PLAIN_SECRETS:
             value = self.get(name)
             if value:
@@ -120,25 +202,7 @@ class Secrets:
         return sorted(v for v in values if len(v) >= 4)
 
 
-def _pulumi_outputs(stack: str | None, cwd: str | None) -> dict[str, str]:
-    """``pulumi stack output --json --show-secrets`` (once per run)."""
-    if shutil.which("pulumi") is None:
-        raise DeployError("secrets_source is 'pulumi' but the pulumi CLI is not on PATH")
-    argv = ["pulumi", "stack", "output", "--json", "--show-secrets"]
-    if stack:
-        argv += ["--stack", stack]
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DeployError(f"pulumi stack output failed (exit {proc.returncode}): {last}")
-    try:
-        outputs = json.loads(proc.stdout)
-    except ValueError:
-        raise DeployError("pulumi stack output did not print JSON") from None
-    return {str(k): str(v) for k, v in outputs.items() if v is not None}
-
-
 @cache
-def load(source: str, stack: str | None, cwd: str | None) -> Secrets:
-    """The run's :class:`Secrets` (one per source, so Pulumi is asked once)."""
-    return Secrets(source, stack, cwd)
+def outputs(source: str, stack: str | None, cwd: str | None, path: str | None) -> StackOutputs:
+    """The run's :class:`StackOutputs` (one per source, so Pulumi is asked once)."""
+    return StackOutputs(source, stack, cwd, path)

@@ -1,23 +1,31 @@
-"""One VPS's maintenance window: settings plus secrets, turned into vpsctl requests.
+"""One VPS's runbook run: settings, stack values and secrets, turned into remote requests.
 
-This is where URLs are shaped for each consumer (with :mod:`dbsplit.urls`, the one home of
-URL knowledge): the app's pooled and direct PRIMARY URLs with ``verify-full`` against the CA
-file on the VPS, libpq environment variables for ``psql``/``pg_dump``, and the environment
-``dbsplit`` reads. None of it ever leaves the operator's machine except on a request's stdin.
+URLs are shaped by :mod:`dbsplit.urls` (the one home of URL knowledge): here they are only
+turned into libpq environment variables for ``psql``/``pg_dump`` and pointed at the CA's file
+where each consumer finds it (the app: the stack's ``caCertPath``; a remote action: its own
+private temporary copy). None of it ever leaves the operator's machine except on a request's
+stdin.
 """
 
 from __future__ import annotations
 
+import secrets as random
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pyinfra.api.exceptions import DeployError
 
-from dbsplit.urls import build_url, parse, tls_params
+from dbsplit.errors import UsageError
+from dbsplit.urls import parse, split_env_values, with_ca_path
 from deploy.remote import Request
-from deploy.remote.vpsctl import CA_PLACEHOLDER
-from deploy.secrets import Secrets, load
-from deploy.settings import Settings
+from deploy.remote.runtime import CA_PLACEHOLDER
+from deploy.secrets import Secrets, outputs
+from deploy.settings import Settings, StackValues
+
+RUN_ID = random.token_hex(6)
+"""This pyinfra run: every request carries it, the VPS's lock and journal record it."""
 
 LIBPQ_ENV = {
     "host": "PGHOST",
@@ -41,64 +49,58 @@ LIBPQ_ENV = {
     "gssencmode": "PGGSSENCMODE",
 }
 
-SPLIT_ENV_HEADER = "# Database split (written by deploy/production.py)"
-
 
 def libpq_env(url: str, what: str) -> dict[str, str]:
     """The libpq environment variables for ``url`` (Prisma-only parameters dropped)."""
     env: dict[str, str] = {}
-    for key, value in parse(url, what=what).libpq_params().items():
+    try:
+        params = parse(url, what=what).libpq_params()
+    except UsageError as exc:
+        raise DeployError(str(exc)) from None
+    for key, value in params.items():
         if key not in LIBPQ_ENV:
             raise DeployError(f"{what}: connection parameter {key!r} has no libpq variable")
         env[LIBPQ_ENV[key]] = value
     return env
 
 
-def with_tls(url: str, ca_path: str, *, pool: bool, what: str) -> str:
-    """``url`` with ``sslmode=verify-full`` against ``ca_path`` (and ``pgbouncer=true`` for the
-    pool), whatever TLS parameters it came with."""
-    parsed = parse(url, what=what)
-    params = {
-        k: v
-        for k, v in parsed.params
-        if k not in ("sslmode", "sslrootcert", "sslcert", "pgbouncer", "sslaccept")
-    }
-    params |= tls_params(ca_path)
-    if pool:
-        params["pgbouncer"] = "true"
-    if not parsed.user or not parsed.host or not parsed.dbname:
-        raise DeployError(f"{what} must name a user, a host and a database: {parsed.redacted()}")
-    return build_url(
-        user=parsed.user,
-        password=parsed.password,
-        host=parsed.host,
-        port=parsed.port or 5432,
-        dbname=parsed.dbname,
-        params=params,
-    )
-
-
 @dataclass(frozen=True)
 class Window:
-    """Settings and secrets of one host, and the requests built from them."""
+    """Settings, stack values and secrets of one host, and the requests built from them."""
 
     settings: Settings
     secrets: Secrets
+    runbook: str
+    run: str = RUN_ID
 
     @classmethod
-    def of(cls, host: Any) -> Window:
-        """The window for ``host`` (secrets are read lazily, only those a runbook uses)."""
+    def of(cls, host: Any, runbook: str = "window") -> Window:
+        """The window for ``host`` (outputs and secrets are read lazily, only those used)."""
         settings = Settings.of(host)
-        if not settings.app_dir.startswith("/"):
-            raise DeployError(f"app_dir must be an absolute path, not {settings.app_dir!r}")
-        return cls(
-            settings, load(settings.secrets_source, settings.pulumi_stack, settings.pulumi_cwd)
+        stack = outputs(
+            settings.outputs_source,
+            settings.pulumi_stack,
+            settings.pulumi_cwd,
+            settings.stack_outputs_file,
+        )
+        return cls(settings, Secrets(stack, settings.source_db), runbook)
+
+    @cached_property
+    def stack(self) -> StackValues:
+        """What the stack's outputs say (CA path, pool size, bucket)."""
+        s = self.settings
+        return StackValues.of(
+            outputs(s.outputs_source, s.pulumi_stack, s.pulumi_cwd, s.stack_outputs_file)
         )
 
     # ----- connections ------------------------------------------------------------------------
 
-    def source(self) -> dict[str, str]:
-        """libpq variables for the old database ``handled``."""
+    def source_admin(self) -> dict[str, str]:
+        """libpq variables for the old database as a superuser of its server."""
+        return libpq_env(self.secrets.require("SOURCE_ADMIN_URL"), "SOURCE_ADMIN_URL")
+
+    def source_app(self) -> dict[str, str]:
+        """libpq variables for the old database as the app's role."""
         return libpq_env(self.secrets.require("OLD_DATABASE_URL"), "OLD_DATABASE_URL")
 
     def data(self) -> dict[str, str]:
@@ -112,15 +114,15 @@ class Window:
     def primary_direct_url(self, ca_path: str) -> str:
         """PRIMARY's direct URL, verify-full against ``ca_path``."""
         url = self.secrets.require("PRIMARY_DIRECT_URL")
-        return with_tls(url, ca_path, pool=False, what="PRIMARY_DIRECT_URL")
+        return _shaped(url, ca_path, pool=False, what="PRIMARY_DIRECT_URL")
 
     def primary_pool_url(self, ca_path: str) -> str:
         """PRIMARY's pooled URL (``pgbouncer=true``), verify-full against ``ca_path``."""
         url = self.secrets.require("PRIMARY_DATABASE_URL")
-        return with_tls(url, ca_path, pool=True, what="PRIMARY_DATABASE_URL")
+        return _shaped(url, ca_path, pool=True, what="PRIMARY_DATABASE_URL")
 
     def primary_direct(self) -> dict[str, str]:
-        """libpq variables for PRIMARY, direct (the CA file is vpsctl's temporary copy)."""
+        """libpq variables for PRIMARY, direct (the CA file is the action's private copy)."""
         return libpq_env(self.primary_direct_url(CA_PLACEHOLDER), "PRIMARY_DIRECT_URL")
 
     def primary_pool(self) -> dict[str, str]:
@@ -135,39 +137,23 @@ class Window:
         return pem if pem.endswith("\n") else pem + "\n"
 
     def dbsplit_env(self) -> dict[str, str]:
-        """The environment ``dbsplit`` reads its three URLs from."""
+        """The environment ``dbsplit`` reads its three URLs from: it reads the source as the
+        superuser, the one role that may still connect once it is frozen."""
         return {
-            "OLD_DATABASE_URL": self.secrets.require("OLD_DATABASE_URL"),
+            "OLD_DATABASE_URL": self.secrets.require("SOURCE_ADMIN_URL"),
             "PRIMARY_DIRECT_URL": self.primary_direct_url(CA_PLACEHOLDER),
             "DATA_DATABASE_URL": self.secrets.require("DATA_DATABASE_URL"),
         }
 
     def app_env_values(self) -> dict[str, str]:
         """The keys the split sets in the app's ``.env`` (every other line is kept)."""
-        ca = self.settings.ca_path
-        return {
-            "SPLIT_DB_MODE": "true",
-            "PRIMARY_DATABASE_URL": self.primary_pool_url(ca),
-            "PRIMARY_DIRECT_URL": self.primary_direct_url(ca),
-            "DATA_DATABASE_URL": self.secrets.require("DATA_DATABASE_URL"),
-            "AUTH_SECRET": self.secrets.require("AUTH_SECRET"),
-        }
-
-    def s3_args(self) -> dict[str, Any]:
-        """Where the backup goes: endpoint, region, bucket, key."""
-        s = self.settings
-        endpoint = s.s3_endpoint or self.secrets.get("BACKUP_BUCKET_ENDPOINT")
-        bucket = s.backup_bucket
-        if not endpoint or not bucket:
-            raise DeployError("backup_bucket and s3_endpoint must be set in group_data/")
-        return {
-            "endpoint": endpoint,
-            "region": s.s3_region,
-            "bucket": bucket,
-            "key": s.backup_key,
-            "addressing_style": s.s3_addressing_style,
-            "multipart_chunk": s.multipart_chunk_mb << 20,
-        }
+        ca = self.stack.ca_path
+        return split_env_values(
+            primary_pool_url=self.primary_pool_url(ca),
+            primary_direct_url=self.primary_direct_url(ca),
+            data_url=self.secrets.require("DATA_DATABASE_URL"),
+            auth_secret=self.secrets.require("AUTH_SECRET"),
+        )
 
     def s3_secrets(self) -> dict[str, str]:
         """The Spaces key pair."""
@@ -178,28 +164,22 @@ class Window:
 
     # ----- requests ---------------------------------------------------------------------------
 
-    def backup_args(self) -> dict[str, Any]:
-        """Where the backup lives on the VPS."""
-        return {"backup_dir": self.settings.backup_dir, "backup_name": self.settings.backup_name}
+    def request(self, func: Callable[..., Any], args: Any, **secrets: Any) -> Request:
+        """A request for the remote action ``func`` with ``args`` (its request dataclass);
+        ``secrets`` travel on stdin and are masked in anything the VPS side prints."""
+        return Request(
+            func,
+            args,
+            secrets=secrets,
+            mask=self.secrets.masks(),
+            run=self.run,
+            runbook=self.runbook,
+            state_dir=self.settings.state_dir,
+        )
 
-    def app_args(self, mode: str) -> dict[str, Any]:
-        """What vpsctl's app actions need to know (``mode`` is the health mode expected)."""
-        s = self.settings
-        return {
-            "app_dir": s.app_dir,
-            "env_file": s.env_file,
-            "state_dir": s.state_dir,
-            "apps": list(s.pm2_apps),
-            "ecosystem": s.ecosystem,
-            "health_url": s.health_url,
-            "mode": mode,
-        }
 
-    def env_args(self) -> dict[str, Any]:
-        """Where the app's ``.env`` and CA file are."""
-        s = self.settings
-        return {"env_file": s.env_file, "ca_path": s.ca_path, "header": SPLIT_ENV_HEADER}
-
-    def request(self, action: str, args: dict[str, Any] | None = None, **secrets: Any) -> Request:
-        """A vpsctl request; ``secrets`` travel on stdin and are masked in anything it prints."""
-        return Request(action, args or {}, secrets, self.secrets.masks())
+def _shaped(url: str, ca_path: str, *, pool: bool, what: str) -> str:
+    try:
+        return with_ca_path(url, ca_path, pool=pool, what=what)
+    except UsageError as exc:
+        raise DeployError(str(exc)) from None

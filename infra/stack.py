@@ -66,11 +66,13 @@ def build(config: InfraConfig) -> dict[str, pulumi.Output[Any]]:
         "poolHost": primary.pool_host,
         "poolPort": primary.pool_port,
         "poolName": primary.pool_name,
+        "poolSize": pulumi.Output.from_input(config.pool_size),
         "caCertificate": primary.ca_certificate,
         "caCertPath": pulumi.Output.from_input(config.ca_cert_path),
         "primaryDatabaseUrl": primary.pool_url,
         "primaryDirectUrl": primary.direct_url,
         "backupBucketName": backups.bucket_name,
         "backupBucketEndpoint": backups.endpoint,
+        "backupBucketRegion": pulumi.Output.from_input(config.region),
         "authSecret": secrets.auth_secret,
     }

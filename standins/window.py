@@ -10,11 +10,17 @@ the VPS's network (`standins.netns`): source PG15 and DATA PG17 inside it, DBaaS
 its address, S3 on the host end; `stop()` then stops them too. `run()` runs
 `.venv/bin/pyinfra -y` as a subprocess with the secrets in its environment only, and returns
 the captured output (`on_line` sees each line as it comes).
+
+The deploy reads what the Pulumi stack would export (the CA's path on the VPS, the pool's size,
+the bucket, PRIMARY's URLs, `AUTH_SECRET`) from a file holding exactly the JSON of
+`pulumi stack output --json --show-secrets` (`HANDLED_STACK_OUTPUTS`, mode 0600, written by
+`stack_outputs()`); the secrets Pulumi does not know come from the environment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -177,18 +183,37 @@ class Window:
     # ----- the deploy's environment ------------------------------------------------------------
 
     def secret_env(self) -> dict[str, str]:
-        """The secrets, as the operator would export them."""
+        """The secrets the stack does not export, as the operator would export them."""
         return {
             "OLD_DATABASE_URL": self.vps.source_url(),
-            "PRIMARY_DIRECT_URL": self.dbaas.direct_url(self.primary_db),
-            "PRIMARY_DATABASE_URL": self.dbaas.pool_url(pool=self.pool_name),
-            "PRIMARY_CA_CERT_FILE": str(self.dbaas.ca_path),
+            "SOURCE_ADMIN_URL": self.vps.source.url(self.vps.source_db),
             "DATA_DATABASE_URL": self.vps.data_url(),
             "DATA_ADMIN_URL": self.data_pg.url(),
-            "AUTH_SECRET": self.auth_secret,
             "SPACES_ACCESS_KEY_ID": self.s3.access_key,
             "SPACES_SECRET_ACCESS_KEY": self.s3.secret_key,
         }
+
+    def stack_outputs(self) -> Path:
+        """The stack's outputs for these stand-ins, as `pulumi stack output --json
+        --show-secrets` prints them, in a 0600 file (rewritten on each call)."""
+        outputs = {
+            "caCertPath": str(self.vps.app.env_path.parent / "certs" / "primary-ca.crt"),
+            "caCertificate": self.dbaas.ca_path.read_text(encoding="ascii"),
+            "poolName": self.pool_name,
+            "poolSize": self.dbaas.bouncer.pool_size,
+            "primaryDatabaseUrl": self.dbaas.pool_url(pool=self.pool_name),
+            "primaryDirectUrl": self.dbaas.direct_url(self.primary_db),
+            "backupBucketName": BUCKET,
+            "backupBucketEndpoint": self.s3.endpoint_url,
+            "backupBucketRegion": "nyc3",
+            "authSecret": self.auth_secret,
+        }
+        path = self.report_dir / ".stack-outputs.json"
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(outputs, handle, indent=2)
+        return path
 
     def secret_values(self) -> list[str]:
         """Every password and secret of the window (none may appear in output, ps or logs)."""
@@ -216,8 +241,7 @@ class Window:
             "HANDLED_VPS_KNOWN_HOSTS": str(ssh.known_hosts_path),
             "HANDLED_APP_DIR": str(self.vps.app.app_dir),
             "HANDLED_HEALTH_URL": self.vps.app.health_url,
-            "HANDLED_S3_ENDPOINT": self.s3.endpoint_url,
-            "HANDLED_BACKUP_BUCKET": BUCKET,
+            "HANDLED_STACK_OUTPUTS": str(self.stack_outputs()),
             "HANDLED_REPORT_DIR": str(self.report_dir),
             "PYINFRA_PROGRESS": "off",
             **self.extra_env,
@@ -259,7 +283,12 @@ class Window:
                 code = popen.wait()
             finally:
                 timer.cancel()
-        return Run(code, "".join(lines), time.monotonic() - started)
+        run = Run(code, "".join(lines), time.monotonic() - started)
+        if os.environ.get("HANDLED_KEEP_RUN_LOGS"):  # debugging aid: every run's whole output
+            log = Path(os.environ["HANDLED_KEEP_RUN_LOGS"]) / f"{deploy}-{int(started)}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(run.output, encoding="utf-8")
+        return run
 
     # ----- what the tests look at -------------------------------------------------------------
 

@@ -2,23 +2,35 @@
 
 One window per module; the tests run in order: a preflight failure that changes nothing, the
 whole window (watched by a /proc sampler, at -vv), a re-run with --diff that changes nothing,
-the first-hour check, the manual rollback, and the full restore from Spaces.
+the first-hour check, the app writing in split mode then a rollback refused with the counts,
+the rollback with the writes discarded (dumped to the VPS and to Spaces first), a re-run
+refused because of the stale split, and the restore from Spaces (refused over newer writes,
+then allowed).
 """
 
 from __future__ import annotations
 
-import hashlib
+import csv
 import json
 import pwd
-import re
 import stat
-from pathlib import Path
 
 import pytest
 
-from deploy.ops import dbsplit_digest
+from deploy.steps.tooling import dbsplit_digest
 from standins.host import http_json
-from standins.window import BUCKET, ProcSampler, Run, Window
+from standins.window import BUCKET, ProcSampler, Window
+from tests.deploy.helpers import (
+    assert_no_secret,
+    backups,
+    changed,
+    count,
+    freeze_check,
+    frozen,
+    journal,
+    sha,
+    window_state,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -26,43 +38,8 @@ DIGESTS: list[str] = []
 """The dbsplit sources' digest when the window ran (the work tree is shared and may change)."""
 
 
-def assert_no_secret(window: Window, text: str, where: str) -> None:
-    for secret in window.secret_values():
-        assert secret not in text, f"a secret appears in {where}"
-
-
-def results(run: Run) -> dict[str, tuple[str, str, str]]:
-    """The results table: operation name -> (success, error, no change)."""
-    rows: dict[str, tuple[str, str, str]] = {}
-    table = run.output.split("--> Results:", 1)[-1]
-    for line in table.splitlines():
-        match = re.match(r"\s+(.+?)\s+1\s+(\S+)\s+(\S+)\s+(\S+)\s*$", line)
-        if match:
-            rows[match.group(1)] = (match.group(2), match.group(3), match.group(4))
-    return rows
-
-
-def env_file(window: Window) -> Path:
-    return window.vps.app.env_path
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def frozen(window: Window) -> bool:
-    with window.vps.source.connect(window.vps.source_db) as conn:
-        row = conn.execute(
-            "SELECT coalesce(bool_or(s = 'default_transaction_read_only=on'), false) "
-            "FROM pg_db_role_setting r, unnest(r.setconfig) s "
-            "WHERE r.setdatabase = (SELECT oid FROM pg_database WHERE datname = %s)",
-            [window.vps.source_db],
-        ).fetchone()
-    return bool(row and row[0])
-
-
 def test_preflight_failure_changes_nothing(window: Window) -> None:
-    before = sha(env_file(window))
+    before = sha(window.vps.app.env_path)
     closed = window.dbaas.direct_url(window.primary_db).replace(
         f":{window.dbaas.server.port}/", ":1/"
     )
@@ -71,10 +48,10 @@ def test_preflight_failure_changes_nothing(window: Window) -> None:
     assert "preflight failed, nothing was changed" in run.output, str(run)
     assert "primary-direct" in run.output
     assert_no_secret(window, run.output, "the failed run's output")
-    assert sha(env_file(window)) == before
+    assert sha(window.vps.app.env_path) == before
     assert window.health().get("mode") == "single"
     assert not frozen(window)
-    assert not (window.vps.ssh.home / ".handled-deploy").exists()
+    assert journal(window) == []
     assert not (window.vps.ssh.home / "backups").exists()
     assert "Contents" not in window.s3.client().list_objects_v2(Bucket=BUCKET)
     with window.data_pg.connect() as conn:
@@ -85,7 +62,7 @@ def test_preflight_failure_changes_nothing(window: Window) -> None:
 
 
 def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
-    users_before = window.count(window.vps.source, window.vps.source_db, "config.users")
+    users_before = count(window, "config.users")
     DIGESTS.append(dbsplit_digest())
     with ProcSampler() as sampler:
         run = window.run("production", "-vv")
@@ -100,12 +77,11 @@ def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
     assert health["databases"]["data"]["database"] == window.vps.data_db
     api = window.vps.app.api_url
     assert http_json(f"{api}/api/users/count").body == {"count": users_before}
-    assert window.primary_count("config.users") == users_before
+    assert count(window, "config.users", where="primary") == users_before
     assert http_json(f"{api}/api/carriers").ok
-    assert http_json(f"{api}/api/integration-runs", method="POST", payload={}).status == 201
 
     # .env: mode 0600, owned by the app user, the split keys set, every old line kept
-    path = env_file(window)
+    path = window.vps.app.env_path
     info = path.stat()
     assert stat.S_IMODE(info.st_mode) == 0o600
     assert info.st_uid == pwd.getpwnam(window.vps.ssh.user).pw_uid
@@ -113,26 +89,47 @@ def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
     assert values["SPLIT_DB_MODE"] == "true"
     assert "pgbouncer=true" in values["PRIMARY_DATABASE_URL"]
     assert "sslmode=verify-full" in values["PRIMARY_DIRECT_URL"]
+    outputs = json.loads(window.stack_outputs().read_text())
+    assert (
+        f"sslrootcert={outputs['caCertPath'].replace('/', '%2F')}" in values["PRIMARY_DIRECT_URL"]
+    )
     assert values["AUTH_SECRET"] == window.auth_secret
     assert values["DATABASE_URL"] == window.vps.source_url()
     pre = path.with_name(".env.pre-split")
     assert stat.S_IMODE(pre.stat().st_mode) == 0o600
     assert 'SPLIT_DB_MODE="false"' in pre.read_text()
 
-    # the backup: on the VPS with its checksum, and in the bucket with the same bytes
-    dump = window.vps.ssh.home / "backups" / "handled-pre-split.dump"
-    digest = sha(dump)
-    assert (dump.parent / "handled-pre-split.dump.sha256").read_text().split()[0] == digest
-    body = window.s3.client().get_object(Bucket=BUCKET, Key="pre-split/rehearsal/" + dump.name)
-    assert hashlib.sha256(body["Body"].read()).hexdigest() == digest
-    assert frozen(window)
+    # the source stays frozen, no role but superusers may connect, at its copy's position
+    checked = freeze_check(window)
+    assert checked.ok, checked.problems
+    state = window_state(window)
+    assert state["cutover"]["horizon"]["primary"]
+    assert state["verify"]["ok"] is True
+    assert state["split"]["source_position"] == checked.position.to_json()  # type: ignore[union-attr]
+    steps = [e["step"] for e in journal(window) if e["event"] == "done"]
+    for step in ("freeze", "backup", "backup-upload", "split", "verify", "env", "restart-split"):
+        assert step in steps, steps
+    assert steps.index("freeze") < steps.index("backup") < steps.index("split")
 
-    report = next(window.report_dir.rglob("dbsplit-migrate-report.json"))
-    json.loads(report.read_text())
+    # the backup: after the freeze, named for the window, checksummed, the same bytes in Spaces
+    (dump,) = backups(window)
+    assert state["window"] in dump.name
+    manifest = json.loads(dump.with_name(dump.name + ".json").read_text())
+    assert manifest["sha256"] == sha(dump)
+    assert manifest["position"] == checked.position.to_json()  # type: ignore[union-attr]
+    assert manifest["checksums"]["config.users"]["rows"] == users_before
+    key = f"pre-split/rehearsal/{dump.name}"
+    body = window.s3.client().get_object(Bucket=BUCKET, Key=key)
+    assert sha(dump) == __import__("hashlib").sha256(body["Body"].read()).hexdigest()
+
+    reports = sorted(window.report_dir.rglob("dbsplit-*.json"))
+    assert {r.name.split("-")[1] for r in reports} == {"migrate", "verify"}, reports
+    assert json.loads(next(r for r in reports if "verify" in r.name).read_text())["ok"] is True
 
     assert_no_secret(window, run.output, "pyinfra -vv output")
     assert_no_secret(window, "\n".join(sampler.seen), "a process's command line")
-    assert_no_secret(window, report.read_text(), "the dbsplit report")
+    for report in reports:
+        assert_no_secret(window, report.read_text(), f"the report {report.name}")
     for log in window.logs():
         assert_no_secret(window, log.read_text(errors="replace"), f"log {log}")
 
@@ -140,12 +137,10 @@ def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
 def test_rerun_changes_nothing_quickly(window: Window) -> None:
     run = window.run("production", "-vv", "--diff")
     assert run.returncode == 0, str(run)
-    table = results(run)
-    assert table, str(run)
-    changed = {name: row for name, row in table.items() if row[0] != "-"}
+    found = changed(run)
     if DIGESTS and DIGESTS[0] != dbsplit_digest():  # dbsplit's sources changed meanwhile
-        changed.pop("1. Preflight | 1. Preflight: dbsplit installed in a virtualenv", None)
-    assert not changed, f"re-run changed {changed}"
+        found.pop("1. Preflight: dbsplit installed in a virtualenv", None)
+    assert not found, f"re-run changed {found}"
     print(f"\nre-run (no changes): {run.seconds:.1f}s")
     assert run.seconds < 30, f"re-run took {run.seconds:.1f}s"
     assert_no_secret(window, run.output, "pyinfra -vv --diff output")
@@ -156,45 +151,95 @@ def test_first_hour_check(window: Window) -> None:
     run = window.run("check")
     assert run.returncode == 0, str(run)
     assert "primary connections in use" in run.output
+    assert "(pool size 15)" in run.output
     assert "pm2 backoffice-api: online" in run.output
     assert_no_secret(window, run.output, "check output")
 
 
-def test_manual_rollback_is_quick_and_lossless(window: Window) -> None:
+def test_rollback_after_split_writes_is_refused_with_the_counts(window: Window) -> None:
     api = window.vps.app.api_url
-    source_runs = window.count(window.vps.source, window.vps.source_db, "integration.runs")
-    run = window.run("rollback")
+    for _ in range(3):
+        assert http_json(f"{api}/api/integration-runs", method="POST", payload={}).status == 201
+    run = window.run("rollback", "-v")
+    assert run.returncode != 0, str(run)
+    assert "rollback refused: the app wrote in split mode" in run.output, str(run)
+    assert "data integration.runs: 3 written, 0 deleted or replaced" in run.output, str(run)
+    assert "discard_split_writes=yes" in run.output
+    assert not changed(run), "a refused rollback changes nothing"
+    assert frozen(window), "the source stays frozen while the split's rows are not accounted"
+    assert window.vps.app.read_env()["SPLIT_DB_MODE"] == "true"
+    assert window.health()["mode"] == "split", "the app still runs on the split"
+
+
+def test_rollback_with_discard_dumps_the_rows_first(window: Window) -> None:
+    api = window.vps.app.api_url
+    written = http_json(f"{api}/api/integration-runs").body
+    source_runs = count(window, "integration.runs")
+    run = window.run("rollback", HANDLED_DISCARD_SPLIT_WRITES="yes")
     assert run.returncode == 0, str(run)
-    print(f"\nmanual rollback to healthy: {run.seconds:.1f}s")
-    assert run.seconds < 30, f"rollback took {run.seconds:.1f}s"
+    print(f"\nrollback (split writes dumped) to healthy: {run.seconds:.1f}s")
     health = window.health()
     assert (health.get("status"), health.get("mode")) == ("ok", "single"), health
     assert not frozen(window)
     assert window.vps.app.read_env()["SPLIT_DB_MODE"] == "false"
-    assert window.count(window.vps.source, window.vps.source_db, "integration.runs") == source_runs
+    assert count(window, "integration.runs") == source_runs
+
+    dumped = window_state(window)["split_writes_dumped"]
+    assert dumped["tables"]["data integration.runs"]["written"] == 3
+    path = window.vps.ssh.home / "backups" / dumped["folder"].split("/backups/")[1]
+    with (path / "data" / "integration.runs.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3
+    assert {str(r["id"]) for r in rows} <= {str(r.get("id")) for r in written["runs"]}, written
+    keys = {u["key"] for u in dumped["uploaded"]}
+    listed = window.s3.client().list_objects_v2(Bucket=BUCKET)["Contents"]
+    assert keys <= {o["Key"] for o in listed}
+    assert any(k.endswith("data/integration.runs.csv") for k in keys)
+
     assert http_json(f"{api}/api/integration-runs", method="POST", payload={}).status == 201
     again = window.run("rollback")
     assert again.returncode == 0, str(again)
-    assert all(row[0] == "-" for row in results(again).values()), str(again)
+    assert not changed(again), str(again)
 
 
 def test_rerun_after_rollback_is_refused(window: Window) -> None:
-    before = sha(env_file(window))
+    before = sha(window.vps.app.env_path)
     run = window.run("production")
     assert run.returncode != 0, str(run)
     assert "before a rollback" in run.output, str(run)
-    assert sha(env_file(window)) == before
+    assert sha(window.vps.app.env_path) == before
     assert window.health()["mode"] == "single"
 
 
 def test_restore_from_spaces(window: Window) -> None:
-    dump = window.vps.ssh.home / "backups" / "handled-pre-split.dump"
+    (dump,) = backups(window)
+    manifest = json.loads(dump.with_name(dump.name + ".json").read_text())
     dump.unlink()  # force the download from the bucket
-    run = window.run("restore", "-vvv")
+    refused = window.run("restore")
+    assert refused.returncode != 0, str(refused)
+    assert "restore refused, nothing was changed" in refused.output
+    newer = window.run("restore", "-vvv", HANDLED_CONFIRM_RESTORE="yes")
+    assert newer.returncode != 0, str(newer)
+    assert "restore refused, nothing was changed: the source has writes newer" in newer.output
+    assert f"downloaded s3://{BUCKET}/pre-split/rehearsal/{dump.name}" in newer.output
+    assert sha(dump) == manifest["sha256"]
+    assert window.health()["mode"] == "single", "a refused restore leaves the app running"
+    assert (
+        count(window, "integration.runs") == manifest["checksums"]["integration.runs"]["rows"] + 1
+    )
+
+    run = window.run(
+        "restore", "-vvv", HANDLED_CONFIRM_RESTORE="yes", HANDLED_RESTORE_OVER_NEWER_WRITES="yes"
+    )
     assert run.returncode == 0, str(run)
-    assert "downloaded s3://" in run.output, str(run)
-    assert "row counts match the backup" in run.output, str(run)
+    assert "match the backup's row counts and checksums" in run.output, str(run)
     print(f"\nrestore from Spaces: {run.seconds:.1f}s")
     health = window.health()
     assert (health.get("status"), health.get("mode")) == ("ok", "single"), health
+    assert count(window, "integration.runs") == manifest["checksums"]["integration.runs"]["rows"]
+    with window.data_pg.connect() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", [window.vps.data_db]
+        ).fetchone()
+    assert row == (0,), "handled_data is dropped (after its dump) by the full restore"
     assert_no_secret(window, run.output, "restore output")

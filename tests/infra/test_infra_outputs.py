@@ -13,12 +13,14 @@ OUTPUTS = {
     "poolHost",
     "poolPort",
     "poolName",
+    "poolSize",
     "caCertificate",
     "caCertPath",
     "primaryDatabaseUrl",
     "primaryDirectUrl",
     "backupBucketName",
     "backupBucketEndpoint",
+    "backupBucketRegion",
     "authSecret",
 }
 SECRETS = {"primaryDatabaseUrl", "primaryDirectUrl", "authSecret"}
@@ -40,12 +42,14 @@ def test_connection_outputs_name_the_cluster_and_its_pool(stack_run: ProgramRun)
     assert outputs["poolHost"] == outputs["host"]
     assert outputs["poolName"] == config["poolName"]
     assert outputs["caCertPath"] == config["caCertPath"]
+    assert outputs["poolSize"] == int(config["poolSize"])
 
 
 def test_backup_bucket_outputs(stack_run: ProgramRun) -> None:
     config = stack_config(stack_run.stack)
     assert stack_run.outputs["backupBucketName"] == config["backupBucket"]
     assert stack_run.outputs["backupBucketEndpoint"] == f"{config['region']}.digitaloceanspaces.com"
+    assert stack_run.outputs["backupBucketRegion"] == config["region"]
 
 
 def test_primary_database_url_goes_through_the_pool_with_tls_and_pgbouncer(

@@ -1,0 +1,27 @@
+"""Remote side of the lock step: who else holds the window on this VPS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploy.remote.journal import Journal
+from deploy.remote.runtime import Context
+
+
+@dataclass(frozen=True)
+class LockQuery:
+    """Nothing to ask: the request's run id says who is asking."""
+
+
+@dataclass(frozen=True)
+class LockState:
+    """``other``: the lock of another run whose session still lives, else {}."""
+
+    other: dict[str, Any] = field(default_factory=dict)
+    window: str | None = None
+
+
+def held(req: LockQuery, ctx: Context) -> LockState:
+    journal = Journal(ctx)
+    return LockState(journal.holder() or {}, journal.state().get("window"))

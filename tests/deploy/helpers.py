@@ -1,0 +1,77 @@
+"""What the deploy tests look at: the results table, the freeze, the journal, the backups."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from dbsplit.freeze import FreezeCheck, check
+from standins.window import Run, Window
+
+
+def assert_no_secret(window: Window, text: str, where: str) -> None:
+    for secret in window.secret_values():
+        assert secret not in text, f"a secret appears in {where}"
+
+
+def results(run: Run) -> dict[str, tuple[str, str, str]]:
+    """The results table: operation name -> (success, error, no change)."""
+    rows: dict[str, tuple[str, str, str]] = {}
+    table = run.output.split("--> Results:", 1)[-1]
+    for line in table.splitlines():
+        match = re.match(r"\s+(.+?)\s+1\s+(\S+)\s+(\S+)\s+(\S+)\s*$", line)
+        if match:
+            rows[match.group(1)] = (match.group(2), match.group(3), match.group(4))
+    return rows
+
+
+def changed(run: Run) -> dict[str, tuple[str, str, str]]:
+    """The operations of a run that changed something."""
+    return {name: row for name, row in results(run).items() if row[0] != "-"}
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def freeze_check(window: Window) -> FreezeCheck:
+    """dbsplit's own freeze check of the source, as its superuser."""
+    with window.vps.source.connect(window.vps.source_db) as conn:
+        return check(conn, settle=0)
+
+
+def frozen(window: Window) -> bool:
+    return freeze_check(window).frozen
+
+
+def state_dir(window: Window) -> Path:
+    return window.vps.ssh.home / ".handled-deploy"
+
+
+def journal(window: Window) -> list[dict[str, Any]]:
+    path = state_dir(window) / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def window_state(window: Window) -> dict[str, Any]:
+    path = state_dir(window) / "window.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def backups(window: Window) -> list[Path]:
+    """The window dumps on the VPS (newest last)."""
+    folder = window.vps.ssh.home / "backups"
+    return sorted(folder.glob("handled-pre-split-*.dump"), key=lambda p: p.stat().st_mtime)
+
+
+def count(window: Window, table: str, *, where: str = "source") -> int:
+    if where == "source":
+        return window.count(window.vps.source, window.vps.source_db, table)
+    if where == "data":
+        return window.count(window.data_pg, window.vps.data_db, table)
+    return window.primary_count(table)
