@@ -28,10 +28,11 @@ from typing import Any
 
 import psycopg
 
-from dbsplit import autovacuum, copy, finish, pgtools, schema, state
-from dbsplit.catalog import Catalog, read_catalog
+from dbsplit import autovacuum, copy, finish, pgtools, schema, state, tailor
+from dbsplit.catalog import Catalog, Relation, Sequence, read_catalog
 from dbsplit.config import SplitConfig, Target
 from dbsplit.connect import connect, first_line
+from dbsplit.deps import ObjectGraph, read_graph
 from dbsplit.errors import BlockedError, SplitError
 from dbsplit.plan import MODE_CREATE, SplitPlan, TargetState, build_plan
 from dbsplit.progress import LogProgress, Progress
@@ -69,6 +70,7 @@ class _Session:
     targets: dict[Target, psycopg.Connection[Any]]
     states: dict[Target, TargetState]
     plan: SplitPlan
+    graph: ObjectGraph = field(default_factory=ObjectGraph)
     #: The targets' catalogs once prepared (STEP 2).
     target_catalogs: dict[Target, Catalog] = field(default_factory=dict)
 
@@ -97,6 +99,7 @@ def session(
             assert row is not None
             snapshot = str(row[0])
             catalog = read_catalog(src)
+            graph = read_graph(src)
         except psycopg.Error as exc:
             raise SplitError(f"cannot read the source catalog: {first_line(exc)}") from None
         conns = {
@@ -117,8 +120,8 @@ def session(
                 raise SplitError(
                     f"cannot read the catalog of {t.value.upper()}: {first_line(exc)}"
                 ) from None
-        plan = build_plan(catalog, config, states, drop_cross_db_fks=drop_cross_db_fks)
-        yield _Session(source, urls, src, snapshot, catalog, conns, states, plan)
+        plan = build_plan(catalog, config, states, drop_cross_db_fks=drop_cross_db_fks, graph=graph)
+        yield _Session(source, urls, src, snapshot, catalog, conns, states, plan, graph)
 
 
 def make_plan(
@@ -170,6 +173,7 @@ def migrate(
         report.skipped_fks = [
             {"name": fk.name, "from": fk.qualtable, "to": fk.qualref} for fk in plan.cross_fks
         ]
+        _report_resolutions(plan, report)
         todo = [t for t in s.targets if not s.states[t].finished]
         if not todo:
             out.info("both targets are already complete: nothing to do")
@@ -215,7 +219,8 @@ def _copy_all(
             if tp.mode == MODE_CREATE:
                 if not s.states[t].created_by_dbsplit:
                     out.info(f"{t.value.upper()}: creating schemas {', '.join(tp.schemas)}")
-                    schema.apply_pre_data(conn, tp.schemas, scripts[t])
+                    schemas = tailor.dump_schemas(tp.schemas, plan.resolution(t))
+                    schema.apply_pre_data(conn, schemas, scripts[t])
             else:
                 routed = {tb.qualname for tb in plan.tables_for(t)}
                 finish.drop_foreign_keys(conn, s.states[t].catalog, routed)
@@ -286,7 +291,7 @@ def _finish(s: _Session, todo: list[Target], jobs: int, out: Progress, timer: _T
     with timer("sequences"):
         out.step("STEP 6/7: sequences")
         for t in todo:
-            seqs = s.catalog.sequences_in(plan.target(t).schemas)
+            seqs = _sequences_for(s, t)
             try:
                 values = finish.read_sequences(s.src, seqs)
                 s.src.rollback()
@@ -299,7 +304,7 @@ def _finish(s: _Session, todo: list[Target], jobs: int, out: Progress, timer: _T
         for t in todo:
             conn = s.targets[t]
             if "matviews" not in state.done_steps(conn):
-                finish.refresh_matviews(conn, s.catalog.matviews_in(plan.target(t).schemas))
+                finish.refresh_matviews(conn, _matviews_for(s, t))
             with conn.transaction():
                 autovacuum.resume(conn)
                 state.record_step(conn, state.STEP_DONE)
@@ -366,14 +371,17 @@ def _dump_schemas(s: _Session, todo: list[Target], opts: Options) -> dict[Target
     major = s.catalog.server_version // 10000
 
     def one(t: Target) -> Any:
-        return schema.dump(
+        res = s.plan.resolution(t)
+        own = s.plan.target(t).schemas
+        scripts = schema.dump(
             s.source_url,
-            s.plan.target(t).schemas,
+            tailor.dump_schemas(own, res),
             pg_dump=pg_dump,
             snapshot=s.snapshot,
             source_major=major,
             exclude_tables=[t.qualname for t in s.plan.tables if t.skipped == "excluded"],
         )
+        return tailor.tailor(scripts, own, res)
 
     with ThreadPoolExecutor(len(need)) as pool:
         return dict(zip(need, pool.map(one, need), strict=True))
@@ -417,3 +425,27 @@ def _parts(s: _Session, todo: list[Target], opts: Options, jobs: int) -> list[co
         if new_splits:
             state.record_splits(conn, new_splits)
     return parts
+
+
+# ----- cross-target dependencies (dbsplit.resolve) --------------------------------------------
+
+
+def _report_resolutions(plan: SplitPlan, report: MigrateReport) -> None:
+    """List in the report what the plan resolved: objects created on both targets, objects
+    ``[resolve] drop`` left out, and every dependency that was resolved or dropped."""
+    report.resolutions = {t.value: r.to_json() for t, r in plan.resolutions.items()}
+    report.dependencies = [f.to_json() for f in plan.dependencies if not f.to_json()["blocker"]]
+
+
+def _sequences_for(s: _Session, t: Target) -> tuple[Sequence, ...]:
+    """The sequences of ``t``'s schemas, and those created there too."""
+    copies = {o.qualname for o in s.plan.resolution(t).copies if o.kind == "sequence"}
+    own = s.catalog.sequences_in(s.plan.target(t).schemas)
+    return own + tuple(q for q in s.catalog.sequences if q.qualname in copies)
+
+
+def _matviews_for(s: _Session, t: Target) -> tuple[Relation, ...]:
+    """The materialized views created on ``t`` (not those ``[resolve] drop`` left out)."""
+    dropped = {o.qualname for o in s.plan.resolution(t).drops}
+    views = s.catalog.matviews_in(s.plan.target(t).schemas)
+    return tuple(v for v in views if v.qualname not in dropped)

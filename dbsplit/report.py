@@ -1,4 +1,5 @@
-"""The ``--report`` JSON: per-table rows, bytes and seconds, skipped foreign keys, verify."""
+"""The ``--report`` JSON: per-table rows, bytes and seconds, skipped foreign keys, the objects
+created on both targets or left out (resolutions), the cross-target dependencies, verify."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ class MigrateReport:
     seconds: float = 0.0
     already_done: bool = False
     verify: dict[str, Any] | None = None
+    #: Per target: objects created there too, objects left out (``[resolve] drop``).
+    resolutions: dict[str, Any] = field(default_factory=dict)
+    #: Every cross-target dependency that was resolved or dropped.
+    dependencies: list[dict[str, Any]] = field(default_factory=list)
 
     def add_part(self, table: str, target: str, rows: int, nbytes: int, seconds: float) -> None:
         tr = self.tables.setdefault(table, TableReport(table, target))
@@ -57,6 +62,8 @@ class MigrateReport:
                 for t in sorted(self.tables.values(), key=lambda t: t.table)
             ],
             "skipped_foreign_keys": self.skipped_fks,
+            "resolutions": self.resolutions,
+            "dependencies": self.dependencies,
             "steps": self.steps,
             "verify": self.verify,
         }

@@ -31,6 +31,7 @@ import psycopg
 from psycopg import sql
 
 from dbsplit.catalog import BOOKKEEPING_SCHEMA, Catalog, read_catalog, tables_with_rows
+from dbsplit.deps import read_abilities
 from dbsplit.plan import TargetState
 
 STEP_PRE_DATA = "pre-data"
@@ -200,6 +201,7 @@ def inspect_target(conn: psycopg.Connection[Any], routed: Iterable[tuple[str, st
     with_rows = tables_with_rows(conn, present)
     steps = done_steps(conn)
     recorded = recorded_tables(conn)
+    abilities = read_abilities(conn)
     if not conn.autocommit:
         conn.rollback()
     return TargetState(
@@ -208,4 +210,5 @@ def inspect_target(conn: psycopg.Connection[Any], routed: Iterable[tuple[str, st
         tables_recorded=recorded,
         created_by_dbsplit=STEP_PRE_DATA in steps,
         finished=STEP_DONE in steps,
+        abilities=abilities,
     )
