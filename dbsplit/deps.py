@@ -152,7 +152,8 @@ class Abilities:
     """What a target's server and user can create (:func:`read_abilities`)."""
 
     superuser: bool = True
-    #: False for a server built without ICU (it has no ICU collation at all).
+    #: False for a server built without ICU: initdb imported no ``*-x-icu`` collation (the
+    #: built-in ``unicode`` collation is there either way).
     icu: bool = True
     #: ``{extension: trusted}`` for every extension the server offers.
     available: Mapping[str, bool] = field(default_factory=dict)
@@ -164,7 +165,8 @@ def read_abilities(conn: psycopg.Connection[Any]) -> Abilities:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),"
-            " EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i')"
+            " EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i'"
+            " AND collname LIKE '%-x-icu')"
         )
         row = cur.fetchone()
         assert row is not None
@@ -431,6 +433,31 @@ def _same_table(dep: Obj, ref: Obj) -> bool:
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 _TOKENS = re.compile(r'"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*|::|%ROWTYPE\b|%TYPE\b|\S', re.I)
 _BEFORE_RELATION = frozenset({"FROM", "JOIN", "UPDATE", "INTO", "TABLE", "ONLY"})
+#: Words that are never the unqualified name of an object (``VALUES (``, ``IN (``...).
+_KEYWORDS = _BEFORE_RELATION | {
+    "VALUES",
+    "IN",
+    "EXISTS",
+    "IF",
+    "ANY",
+    "ALL",
+    "ARRAY",
+    "ROW",
+    "AND",
+    "OR",
+    "NOT",
+    "WHEN",
+    "RETURN",
+    "USING",
+    "ON",
+    "AS",
+    "SELECT",
+    "WHERE",
+    "LATERAL",
+    "CASE",
+    "THEN",
+    "ELSE",
+}
 _RELATION_KINDS = frozenset({"table", "view", "materialized view", "sequence"})
 _FUNCTION_KINDS = frozenset({"function", "procedure", "aggregate"})
 _TYPE_KINDS = frozenset({"type", "domain", "table", "view"})
@@ -480,7 +507,7 @@ def body_names(src: str) -> list[BodyName]:
             names, role = names[:-1], "relation"
         if len(names) == 2:
             out.append(BodyName(names[0], names[1], role or "any"))
-        elif len(names) == 1 and role and names[0].upper() not in _BEFORE_RELATION:
+        elif len(names) == 1 and role and names[0].upper() not in _KEYWORDS:
             out.append(BodyName("", names[0], role))
         i = j
     return out

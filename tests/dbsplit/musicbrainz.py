@@ -56,6 +56,39 @@ SATELLITES = {
 }
 SEARCH_PATH = "musicbrainz, editor, public"
 
+#: PRIMARY gets the editor (account) tables; DATA every other schema.
+ROUTING = '[routing]\nprimary = ["editor"]\n'
+#: What `dbsplit plan` says to drop from DATA: each reads `editor` tables (PRIMARY) or is a
+#: trigger on a DATA table calling one of those.
+DROPS = [
+    "musicbrainz.editor_sanitized",
+    "musicbrainz.sanitize_editor",
+    "musicbrainz.sanitize_editor_strict",
+    "musicbrainz.sanitize_dbmirror2_editor_data",
+    "musicbrainz.check_editor_name",
+    "musicbrainz.del_collection_sub_on_delete",
+    "musicbrainz.del_collection_sub_on_private",
+    "musicbrainz.replace_old_sub_on_add",
+    "musicbrainz.restore_collection_sub_on_public",
+    "musicbrainz.delete_orphaned_recordings",
+    "musicbrainz.track.remove_orphaned_tracks",
+    "musicbrainz.inserting_edits_requires_confirmed_email_address",
+    "musicbrainz.edit.inserting_edits_requires_confirmed_email_address",
+]
+
+
+def mbdata_version() -> str:
+    """The installed ``mbdata`` version (pinned in pyproject's ``dev`` extras)."""
+    from importlib.metadata import version
+
+    return version("mbdata")
+
+
+def split_toml(drops: list[str]) -> str:
+    """The ``split.toml`` of the MusicBrainz split, with ``drops`` in ``[resolve] drop``."""
+    names = ", ".join(f'"{d}"' for d in drops)
+    return f"{ROUTING}\n[resolve]\ndrop = [{names}]\n"
+
 
 def _script(path: Path) -> bytes:
     """A psql script without its meta-commands (``\\set ON_ERROR_STOP 1``)."""

@@ -25,24 +25,6 @@ from standins.postgres import PostgresServer
 from tests.dbsplit import musicbrainz as mb
 from tests.dbsplit.helpers import DATA_OWNER, SplitEnv
 
-#: What `dbsplit plan` told to drop: each reads `editor` tables (PRIMARY) from DATA, and the
-#: two triggers on DATA tables that call two of them.
-DROPS = [
-    "musicbrainz.editor_sanitized",
-    "musicbrainz.sanitize_editor",
-    "musicbrainz.sanitize_editor_strict",
-    "musicbrainz.sanitize_dbmirror2_editor_data",
-    "musicbrainz.check_editor_name",
-    "musicbrainz.del_collection_sub_on_delete",
-    "musicbrainz.del_collection_sub_on_private",
-    "musicbrainz.replace_old_sub_on_add",
-    "musicbrainz.restore_collection_sub_on_public",
-    "musicbrainz.delete_orphaned_recordings",
-    "musicbrainz.track.remove_orphaned_tracks",
-    "musicbrainz.inserting_edits_requires_confirmed_email_address",
-    "musicbrainz.edit.inserting_edits_requires_confirmed_email_address",
-]
-ROUTING = '[routing]\nprimary = ["editor"]\n'
 MIGRATE = ("migrate", "--drop-cross-db-fks", "--jobs", "2")
 
 
@@ -78,7 +60,7 @@ def mb_env(
 
 def _config(tmp_path: Path, drops: list[str]) -> str:
     path = tmp_path / "split.toml"
-    path.write_text(ROUTING + f"\n[resolve]\ndrop = {json.dumps(drops)}\n")
+    path.write_text(mb.split_toml(drops))
     return str(path)
 
 
@@ -140,7 +122,7 @@ def test_cross_target_dependencies_block_and_nothing_is_written(
 def test_musicbrainz_split_end_to_end(mb_env: SplitEnv, tmp_path: Path) -> None:
     # DATA is local: its operator creates the untrusted extension as a superuser first.
     mb_env.data_pg.execute("CREATE EXTENSION earthdistance CASCADE", mb_env.data)
-    config = _config(tmp_path, DROPS)
+    config = _config(tmp_path, mb.DROPS)
     t0 = time.monotonic()
     plan = mb_env.run("plan", "--json", "--drop-cross-db-fks", "--config", config)
     plan_seconds = time.monotonic() - t0
@@ -258,7 +240,7 @@ def _objects_match_the_source(env: SplitEnv) -> None:
     copies are on PRIMARY; no table of one target is on the other."""
     data_schemas = [s for s in mb.SCHEMAS]
     source_data = _objects(env, "source", data_schemas)
-    bare = {d.rsplit("(", 1)[0] for d in DROPS}
+    bare = {d.rsplit("(", 1)[0] for d in mb.DROPS}
     assert _objects(env, "data", data_schemas) == {o for o in source_data if o[1] not in bare}
     assert _objects(env, "primary", ["editor"]) == _objects(env, "source", ["editor"])
     on_primary = _objects(env, "primary", ["musicbrainz"])
