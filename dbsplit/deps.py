@@ -124,8 +124,9 @@ class ObjectGraph:
     icu: frozenset[Obj] = frozenset()
     #: ``sequence -> table`` for sequences owned by a column.
     owned_by: Mapping[Obj, Obj] = field(default_factory=dict)
-    #: Functions whose bodies name other objects (``body`` edges): pg_dump may create them
-    #: before those, so they are created with ``check_function_bodies = off``.
+    #: SQL and PL/pgSQL functions whose bodies name anything but PostgreSQL's built-ins: their
+    #: creation could not check them (pg_dump may create them before what they name, and runs
+    #: with an empty search path), so they are created with ``check_function_bodies = off``.
     unchecked: frozenset[Obj] = frozenset()
 
     def uses(self, obj: Obj) -> tuple[Edge, ...]:
@@ -268,6 +269,12 @@ _QUERIES = {
             'pg_class'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass,
             'pg_trigger'::regclass, 'pg_attrdef'::regclass, 'pg_constraint'::regclass,
             'pg_rewrite'::regclass, 'pg_ts_config'::regclass)""",
+    "builtins": """
+        SELECT proname FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace
+        UNION SELECT typname FROM pg_type WHERE typnamespace = 'pg_catalog'::regnamespace
+        UNION SELECT relname FROM pg_class
+        WHERE relnamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+        UNION SELECT word FROM pg_get_keywords()""",
     "search_path": """
         SELECT (SELECT substring(c FROM 13) FROM unnest(s.setconfig) AS c
                 WHERE c LIKE 'search_path=%%')
@@ -337,6 +344,7 @@ class _Reader:
         edges, owned_by = self._edges(c)
         db_path = next((r[0] for r in self.rows("search_path") if r[0]), None)
         body_edges = _body_edges(bodies, units.values(), db_path, self.member_names)
+        schemas = {u.schema for u in units.values()} | {s for s, _ in self.member_names}
         all_edges = sorted(set(edges) | set(body_edges))
         return ObjectGraph(
             edges=tuple(all_edges),
@@ -344,7 +352,7 @@ class _Reader:
             untrusted=frozenset(untrusted),
             icu=frozenset(icu),
             owned_by=owned_by,
-            unchecked=frozenset(e.dependent for e in body_edges),
+            unchecked=_unchecked(bodies, {r[0] for r in self.rows("builtins")}, schemas),
         )
 
     def _member(self, key: tuple[int, int], obj: Obj, schema: str, name: str) -> Obj:
@@ -553,6 +561,20 @@ def _body_edges(
                 if ref != fn:
                     edges.append(Edge(fn, ref, "body"))
     return edges
+
+
+def _unchecked(
+    bodies: list[tuple[Obj, str, str | None]], builtins: set[str], schemas: set[str]
+) -> frozenset[Obj]:
+    """The functions whose bodies name something other than a built-in: a name qualified
+    with a user schema, or an unqualified relation, function or type PostgreSQL lacks."""
+    out = set()
+    for fn, src, _ in bodies:
+        for bn in body_names(src):
+            if (bn.schema in schemas) or (not bn.schema and bn.name not in builtins):
+                out.add(fn)
+                break
+    return frozenset(out)
 
 
 def _lookup(bn: BodyName, path: list[str], by_name: dict[tuple[str, str], list[Obj]]) -> list[Obj]:

@@ -2,10 +2,12 @@
 
 ::
 
-    STEP 1  read the catalogs (source under an exported snapshot) and plan; refuse on blockers
-    STEP 2  prepare each target: bookkeeping, extensions, pre-data DDL (or, for tables the
-            app's migrations made, drop their foreign keys, recording them); autovacuum
-            paused on the tables to load
+    STEP 1  read the catalogs and the objects' dependencies (source under an exported
+            snapshot) and plan; refuse on blockers (nothing written)
+    STEP 2  prepare each target: bookkeeping, extensions, pre-data DDL of its schemas plus the
+            objects it needs from the other target's, less those [resolve] drop leaves out
+            (:mod:`dbsplit.tailor`) (or, for tables the app's migrations made, drop their
+            foreign keys, recording them); autovacuum paused on the tables to load
     STEP 3  copy the rows: worker processes, one snapshot, one transaction per table part
     STEP 4  post-data DDL: primary keys, unique constraints, indexes (parallel), triggers...
     STEP 5  foreign keys: NOT VALID, then VALIDATE

@@ -234,8 +234,8 @@ class _Resolver:
                     e,
                     "same",
                     BLOCKED,
-                    f"[resolve] drop leaves {ref.qualname} out: "
-                    f"drop {e.dependent.qualname} too, or keep {ref.qualname}",
+                    f"[resolve] drop leaves {ref.qualname!r} out: add {e.dependent.qualname!r}"
+                    f" to it too, or keep {ref.qualname!r}",
                 )
             return []
         where = where_t.value if where_t else "not copied"

@@ -144,16 +144,22 @@ def test_graph_marks_unchecked_untrusted_icu_and_owned(
     db = make_db(source_pg)
     with source_pg.connect(db) as conn:
         conn.execute(
-            b"CREATE SCHEMA a; CREATE TABLE a.t (id serial);"
+            b"SET check_function_bodies = off; CREATE SCHEMA a; CREATE TABLE a.t (id serial);"
             b" CREATE FUNCTION a.reads() RETURNS bigint LANGUAGE sql"
             b" AS 'SELECT count(*) FROM a.t';"
-            b" CREATE FUNCTION a.pure() RETURNS int LANGUAGE sql AS 'SELECT 1';"
+            b" CREATE FUNCTION a.pure() RETURNS int LANGUAGE sql AS 'SELECT length(''x'')';"
+            b" CREATE TYPE a.ty AS ENUM ('x');"
+            b" CREATE FUNCTION a.decl() RETURNS int LANGUAGE plpgsql"
+            b" AS 'DECLARE v ty; BEGIN RETURN 1; END';"
+            b" CREATE FUNCTION a.plain() RETURNS int LANGUAGE plpgsql"
+            b" AS 'DECLARE v integer := 1; BEGIN RETURN v + length(NEW.x); END';"
             b" CREATE FUNCTION a.inc(int) RETURNS int LANGUAGE internal AS 'int4inc';"
             b" CREATE COLLATION a.icu (provider = icu, locale = 'und');"
             b" CREATE COLLATION a.libc (provider = libc, locale = 'C');"
         )
         graph = read_graph(conn)
-    assert {o.qualname for o in graph.unchecked} == {"a.reads()"}
+    # Bodies naming anything but built-ins are created with check_function_bodies = off.
+    assert {o.qualname for o in graph.unchecked} == {"a.reads()", "a.decl()"}
     assert {o.qualname for o in graph.untrusted} == {"a.inc(integer)"}
     assert {o.qualname for o in graph.icu} == {"a.icu"}
     assert {(s.qualname, t.qualname) for s, t in graph.owned_by.items()} == {("a.t_id_seq", "a.t")}
