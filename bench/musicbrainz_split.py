@@ -7,7 +7,9 @@ the MusicBrainz schema of PyPI ``mbdata`` with ``--rows`` generated rows per tab
 subprocesses with the URLs in the environment:
 
 - ``dbsplit plan --json --drop-cross-db-fks --config split.toml`` without ``[resolve] drop``
-  (the blockers) and with it (timed, ``--rounds`` times, median kept: the 5 s budget);
+  (the blockers) and with it (timed, ``--rounds`` times, median kept: the 5 s budget), and, in
+  turn with it, ``pg_dump --schema-only`` of the same source (the reference its ratio is to, as
+  the machine's load moves both alike);
 - ``dbsplit migrate --drop-cross-db-fks --no-verify`` and ``dbsplit verify`` (timed once).
 
 It prints a Markdown report: the times against their budget, and every cross-target
@@ -28,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dbsplit import pgtools
+from dbsplit.urls import parse
 from standins.dbaas import Dbaas
 from standins.postgres import PostgresServer
 from tests.dbsplit import musicbrainz as mb
@@ -83,19 +87,20 @@ def _run(
         plan_args = ("plan", "--json", "--drop-cross-db-fks", "--config")
         blocked = json.loads(env.run(*plan_args, str(bare)).stdout)
         data_pg.execute("CREATE EXTENSION earthdistance CASCADE", env.data)
-        times, doc = [], {}
+        times, dumps, doc = [], [], {}
         for _ in range(rounds):
             t0 = time.monotonic()
             proc = env.run(*plan_args, str(fixed))
             times.append(time.monotonic() - t0)
             doc = json.loads(proc.stdout)
+            dumps.append(_pg_dump_seconds(source, src))
         t0 = time.monotonic()
         migrated = env.run("migrate", "--drop-cross-db-fks", "--no-verify", "--config", str(fixed))
         migrate_s = time.monotonic() - t0
         t0 = time.monotonic()
         verified = env.run("verify", "--config", str(fixed))
         verify_s = time.monotonic() - t0
-    plan_s = statistics.median(times)
+    plan_s, dump_s = statistics.median(times), statistics.median(dumps)
     lines = [
         f"MusicBrainz (mbdata {mb.mbdata_version()}): {stats[0]} tables, {stats[1]} rows,"
         f" {stats[2]}; loaded in {load_s:.1f} s ({rows} rows per table at most)",
@@ -104,6 +109,8 @@ def _run(
         "|---|---:|---:|---:|",
         f"| `dbsplit plan` (median of {rounds}) | {plan_s:.2f} | {PLAN_BUDGET_S:.0f}"
         f" | {plan_s / PLAN_BUDGET_S:.2f} |",
+        f"| `pg_dump --schema-only` of the source (median of {rounds}) | {dump_s:.2f} | -"
+        f" | plan / pg_dump = {plan_s / dump_s:.2f} |",
         f"| `dbsplit migrate --no-verify` (exit {migrated.returncode}) | {migrate_s:.1f} | - | - |",
         f"| `dbsplit verify` (exit {verified.returncode}) | {verify_s:.1f} | - | - |",
         "",
@@ -114,6 +121,15 @@ def _run(
         *_dependencies(doc),
     ]
     return "\n".join(lines)
+
+
+def _pg_dump_seconds(source: PostgresServer, dbname: str) -> float:
+    dsn, env = pgtools.child_args(parse(source.url(dbname)))
+    t0 = time.monotonic()
+    pgtools.run(
+        [str(source.bin("pg_dump")), f"--dbname={dsn}", "--schema-only"], env, what="the bench"
+    )
+    return time.monotonic() - t0
 
 
 def _dependencies(doc: dict[str, Any]) -> list[str]:
