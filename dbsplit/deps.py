@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import psycopg
@@ -94,10 +95,6 @@ class Obj:
     def display(self) -> str:
         return f"{self.kind} {self.qualname}"
 
-    @property
-    def home_schema(self) -> str:
-        return self.schema
-
     def to_json(self) -> dict[str, str]:
         return {"kind": self.kind, "name": self.qualname}
 
@@ -131,21 +128,18 @@ class ObjectGraph:
 
     def uses(self, obj: Obj) -> tuple[Edge, ...]:
         """The edges from ``obj``."""
-        return self._out().get(obj, ())
+        return self._out.get(obj, ())
 
+    @cached_property
     def _out(self) -> dict[Obj, tuple[Edge, ...]]:
-        cached: dict[Obj, tuple[Edge, ...]] | None = self.__dict__.get("_out_cache")
-        if cached is None:
-            out: dict[Obj, list[Edge]] = {}
-            for e in self.edges:
-                out.setdefault(e.dependent, []).append(e)
-            cached = {k: tuple(v) for k, v in out.items()}
-            object.__setattr__(self, "_out_cache", cached)
-        return cached
+        out: dict[Obj, list[Edge]] = {}
+        for e in self.edges:
+            out.setdefault(e.dependent, []).append(e)
+        return {k: tuple(v) for k, v in out.items()}
 
     def dependents(self) -> tuple[Obj, ...]:
         """Every object that uses another, in a stable order."""
-        return tuple(sorted(self._out()))
+        return tuple(sorted(self._out))
 
 
 @dataclass(frozen=True)
@@ -274,7 +268,7 @@ _QUERIES = {
         UNION SELECT typname FROM pg_type WHERE typnamespace = 'pg_catalog'::regnamespace
         UNION SELECT relname FROM pg_class
         WHERE relnamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-        UNION SELECT word FROM pg_get_keywords()""",
+        UNION SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'""",
     "search_path": """
         SELECT (SELECT substring(c FROM 13) FROM unnest(s.setconfig) AS c
                 WHERE c LIKE 'search_path=%%')
@@ -571,7 +565,7 @@ def _unchecked(
     out = set()
     for fn, src, _ in bodies:
         for bn in body_names(src):
-            if (bn.schema in schemas) or (not bn.schema and bn.name not in builtins):
+            if bn.schema in schemas if bn.schema else bn.name not in builtins:
                 out.add(fn)
                 break
     return frozenset(out)

@@ -189,7 +189,7 @@ def resolve(
         findings += r.findings
         created = r.created()
         needs = sorted(set(r.extensions) | set((extension_needs or {}).get(t, ())))
-        others += _ability_blockers(graph, t, able, created, needs, drops)
+        others += _ability_blockers(graph, t, able, created, needs)
         targets[t] = TargetResolution(
             copies=tuple(sorted(r.copies)),
             drops=tuple(sorted(o for o in drops if home(o) is t)),
@@ -210,8 +210,10 @@ class _Resolver:
         self.own = [d for d in graph.dependents() if home(d) is target]
 
     def created(self) -> set[Obj]:
-        own = {o for o in self.own if o not in self.drops}
-        own |= {o for o in self.graph.untrusted | self.graph.icu if self.home(o) is self.t}
+        g = self.graph
+        own = set(self.own) | {
+            o for o in g.untrusted | g.icu | g.unchecked if self.home(o) is self.t
+        }
         return (own - self.drops) | set(self.copies)
 
     def run(self) -> None:
@@ -293,7 +295,6 @@ def _ability_blockers(
     able: Abilities | None,
     created: set[Obj],
     extensions: list[str],
-    drops: set[Obj],
 ) -> list[str]:
     if able is None:
         return []

@@ -92,6 +92,14 @@ INSERT INTO d_ts.t VALUES (1, 'Quick Foxes');
 CREATE SCHEMA d_ext; CREATE TABLE d_ext.t (id int PRIMARY KEY, at public.earth);
 INSERT INTO d_ext.t VALUES (1, public.ll_to_earth(52.5, 13.4));
 
+CREATE SCHEMA d_bodies; CREATE TYPE d_bodies.level AS ENUM ('low');
+SET check_function_bodies = off;
+CREATE FUNCTION d_bodies.lowest() RETURNS d_bodies.level LANGUAGE plpgsql
+    AS $$ DECLARE v level := 'low'; BEGIN RETURN v; END $$;
+RESET check_function_bodies;
+CREATE FUNCTION d_bodies.plain() RETURNS int LANGUAGE plpgsql
+    AS $$ DECLARE v integer := 1; BEGIN RETURN v; END $$;
+
 CREATE SCHEMA p_icu; CREATE COLLATION p_icu.und (provider = icu, locale = 'und');
 CREATE SCHEMA p_lang;
 CREATE FUNCTION p_lang.inc(int) RETURNS int LANGUAGE internal IMMUTABLE STRICT AS 'int4inc';
@@ -306,6 +314,18 @@ def test_a_copied_check_and_domain_still_refuse_bad_rows(run: Run) -> None:
             conn.execute(b"INSERT INTO d_check.t VALUES (3)")
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute(b"INSERT INTO d_type.t (id, n) VALUES (9, -1)")
+
+
+def test_function_bodies_are_checked_unless_plan_reported_them(run: Run) -> None:
+    """`lowest()` names its type unqualified (it runs with the app's search path): created
+    with check_function_bodies off, as plan reported; `plain()` is checked."""
+    off = run.plan["targets"]["data"]["resolution"]["check_function_bodies_off"]
+    assert "d_bodies.lowest()" in off
+    assert "d_bodies.plain()" not in off
+    assert run.migrated.returncode == 0, run.migrated.stderr
+    assert run.env.query(
+        "data", "SELECT to_regprocedure('d_bodies.lowest()') IS NOT NULL, d_bodies.plain()"
+    ) == [(True, 1)]
 
 
 def test_bad_resolve_entries_are_one_line_exit_2(run: Run, tmp_path: Path) -> None:

@@ -122,6 +122,13 @@ def test_abilities_block_what_the_target_user_cannot_create() -> None:
     assert resolve(graph, CONFIG, {Target.PRIMARY: strong}).blockers == ()
 
 
+def test_an_unchecked_function_without_dependencies_is_still_reported() -> None:
+    lonely = Obj("function", "workspace", "lonely()")
+    graph = ObjectGraph(unchecked=frozenset({lonely}))
+    assert resolve(graph, CONFIG, BOTH).target(Target.DATA).unchecked == (lonely,)
+    assert resolve(graph, CONFIG, BOTH).target(Target.PRIMARY).unchecked == ()
+
+
 def test_unknown_drop_entry_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"resolve\.drop entry 'workspace\.nosuch' names no"):
         resolve(GRAPH, SplitConfig(source_file="split.toml", drop=("workspace.nosuch",)), BOTH)
