@@ -117,6 +117,12 @@ def _run(
         f"Without `[resolve] drop`: {len(blocked['blockers'])} blockers:",
         *[f"- {b}" for b in blocked["blockers"]],
         "",
+        "Created with check_function_bodies off (bodies naming more than built-ins): "
+        + ", ".join(
+            f"{len(r['check_function_bodies_off'])} on {t.upper()}"
+            for t, r in ((t, v["resolution"]) for t, v in doc["targets"].items())
+        ),
+        "",
         "With it: every cross-target dependency",
         *_dependencies(doc),
     ]

@@ -33,6 +33,8 @@ CREATE SCHEMA d_mview; CREATE MATERIALIZED VIEW d_mview.m AS SELECT id FROM p_ro
 CREATE SCHEMA d_atomic;
 CREATE FUNCTION d_atomic.n() RETURNS bigint LANGUAGE sql
     BEGIN ATOMIC SELECT count(*) FROM p_rows.t; END;
+CREATE SCHEMA d_sql;
+CREATE FUNCTION d_sql.n() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM p_rows.t';
 CREATE SCHEMA d_body;
 CREATE FUNCTION d_body.n() RETURNS bigint LANGUAGE plpgsql
     AS $$ BEGIN RETURN (SELECT count(*) FROM p_rows.t); END $$;
@@ -138,6 +140,11 @@ CASES = {
         ("function", "d_atomic.n()", "p_rows.t", "catalog", "blocked"),
         ["d_atomic.n"],
         ("data", "SELECT to_regprocedure('d_atomic.n()')", [(None,)]),
+    ),
+    "function, SQL string body (the issue's failure)": Case(
+        ("function", "d_sql.n()", "p_rows.t", "body", "blocked"),
+        ["d_sql.n"],
+        ("data", "SELECT to_regprocedure('d_sql.n()')", [(None,)]),
     ),
     "function, PL/pgSQL": Case(
         ("function", "d_body.n()", "p_rows.t", "body", "blocked"),
