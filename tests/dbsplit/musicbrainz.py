@@ -32,7 +32,7 @@ OWNER = "mbowner"
 OWNER_PASSWORD = "mb-Owner-pw-31c9"
 #: Rows per table (fewer where a short key cannot hold more distinct values).
 ROWS = 1500
-#: Every schema of MusicBrainz that is loaded (the core and its satellites), and `editor`.
+#: Every schema of MusicBrainz that is loaded: the core and its satellites.
 SCHEMAS = (
     "musicbrainz",
     "cover_art_archive",
@@ -44,16 +44,9 @@ SCHEMAS = (
     "sitemaps",
     "report",
 )
-SATELLITES = {
-    "cover_art_archive": "caa",
-    "event_art_archive": "eaa",
-    "statistics": "statistics",
-    "documentation": "documentation",
-    "wikidocs": "wikidocs",
-    "json_dump": "json_dump",
-    "sitemaps": "sitemaps",
-    "report": "report",
-}
+#: The folders of `mbdata/sql/` holding the satellites' scripts (the core's are at the top).
+SATELLITES = ("caa", "eaa", "statistics", "documentation", "wikidocs", "json_dump", "sitemaps",
+              "report")  # fmt: skip
 SEARCH_PATH = "musicbrainz, editor, public"
 
 #: PRIMARY gets the editor (account) tables; DATA every other schema.
@@ -114,7 +107,7 @@ def load(conn: psycopg.Connection[Any], rows: int = ROWS) -> None:
     conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(OWNER)))
     for schema in SCHEMAS:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    sats = ["", *list(SATELLITES.values())]
+    sats = ["", *SATELLITES]
     # The stand-in PostgreSQL 17 targets are built without ICU: MusicBrainz's collation is
     # made with libc here (dbsplit refusing an ICU collation there has its own test).
     conn.execute(b"CREATE COLLATION musicbrainz.musicbrainz (provider = libc, locale = 'C')")
@@ -237,26 +230,30 @@ def generate_rows(conn: psycopg.Connection[Any], rows: int, fks: list[_Fk]) -> N
     tables: dict[int, tuple[str, list[_Col]]] = {}
     for r in conn.execute(_COLUMNS, (list(SCHEMAS),)).fetchall():
         tables.setdefault(r[0], (r[1], []))[1].append(_Col(*r[2:]))
-    _read_checks(conn)
+    checks = _read_checks(conn)
     for oid in _parents_first(tables, fks):
-        _fill(conn, oid, tables, fks, rows)
+        _fill(conn, oid, _Tables(tables, fks, checks), rows)
 
 
-def _fill(
-    conn: psycopg.Connection[Any],
-    oid: int,
-    tables: dict[int, tuple[str, list[_Col]]],
-    fks: list[_Fk],
-    rows: int,
-) -> None:
+@dataclass(frozen=True)
+class _Tables:
+    """What the generator knows: ``{oid: (name, columns)}``, the foreign keys, and
+    ``{oid: [(check expression, its columns)]}``."""
+
+    tables: dict[int, tuple[str, list[_Col]]]
+    fks: list[_Fk]
+    checks: dict[int, list[tuple[str, set[str]]]]
+
+
+def _fill(conn: psycopg.Connection[Any], oid: int, known: _Tables, rows: int) -> None:
     """Insert the rows; a failing check leaves its nullable columns empty: all of them, or
     all but one (for "exactly one of" checks), until the check passes."""
-    name, cols = tables[oid]
+    name, cols = known.tables[oid]
     nulls: frozenset[str] = frozenset()
     tried: dict[str, tuple[list[frozenset[str]], frozenset[str]]] = {}
     while True:
         try:
-            conn.execute(_insert(oid, tables, fks, rows, nulls))
+            conn.execute(_insert(oid, known, rows, nulls))
             return
         except psycopg.errors.CheckViolation as exc:
             check = exc.diag.constraint_name or ""
@@ -289,14 +286,7 @@ def _parents_first(tables: dict[int, Any], fks: list[_Fk]) -> list[int]:
     return order
 
 
-_CHECKS: dict[int, list[tuple[str, set[str]]]] = {}
-
-
-def _checks(oid: int, tables: dict[int, tuple[str, list[_Col]]]) -> list[tuple[str, set[str]]]:
-    return _CHECKS.get(oid, [])
-
-
-def _read_checks(conn: psycopg.Connection[Any]) -> None:
+def _read_checks(conn: psycopg.Connection[Any]) -> dict[int, list[tuple[str, set[str]]]]:
     rows = conn.execute(
         b"SELECT k.conrelid, substring(pg_get_constraintdef(k.oid) from 7),"
         b" array(SELECT a.attname FROM pg_attribute a"
@@ -305,8 +295,10 @@ def _read_checks(conn: psycopg.Connection[Any]) -> None:
         b" WHERE k.contype = 'c' AND n.nspname = ANY(%s)",
         (list(SCHEMAS),),
     ).fetchall()
+    checks: dict[int, list[tuple[str, set[str]]]] = {}
     for oid, expr, cols in rows:
-        _CHECKS.setdefault(oid, []).append((expr, set(cols)))
+        checks.setdefault(oid, []).append((expr, set(cols)))
+    return checks
 
 
 def _check_columns(conn: psycopg.Connection[Any], oid: int, constraint: str) -> set[str]:
@@ -319,13 +311,10 @@ def _check_columns(conn: psycopg.Connection[Any], oid: int, constraint: str) -> 
     return {r[0] for r in rows}
 
 
-def _insert(
-    oid: int,
-    tables: dict[int, tuple[str, list[_Col]]],
-    fks: list[_Fk],
-    rows: int,
-    nulls: frozenset[str],
-) -> sql.Composed:
+def _insert(oid: int, known: _Tables, rows: int, nulls: frozenset[str]) -> sql.Composed:
+    """``INSERT ... SELECT`` of ``rows`` generated rows (foreign keys pick existing keys, rows
+    the table's checks would refuse are left out); ``nulls`` are left empty."""
+    tables, fks = known.tables, known.fks
     name, cols = tables[oid]
     byname = {c.num: c for c in cols}
     joins: list[sql.Composable] = []
@@ -381,7 +370,7 @@ def _insert(
         exprs.append(expr)
     checks = [
         sql.SQL("({}) IS NOT FALSE").format(sql.SQL(expr))
-        for expr, used in _checks(oid, tables)
+        for expr, used in known.checks.get(oid, [])
         if used <= present
     ]
     return sql.SQL(
