@@ -12,13 +12,14 @@ is (``Edge.how``):
     column types and collations, domains, composite types.
 ``body``
     the names a SQL-language (string body) or PL/pgSQL function mentions, which PostgreSQL does
-    not record: :func:`body_names`. Qualified names ``schema.name`` anywhere (string literals
-    included, comments excluded); unqualified names after ``FROM``, ``JOIN``, ``UPDATE``,
-    ``INTO``, ``TABLE`` and ``ONLY`` (relations), before ``(`` (functions), after ``::`` or
-    before ``%ROWTYPE`` (types), resolved through the search path the function runs with (its
-    own ``SET search_path``, else the database's, else ``public``). A name built at run time
-    (``EXECUTE 'SELECT ... FROM ' || t``) is not seen; a relation listed after a comma in a
-    ``FROM`` list is seen only when it is qualified.
+    not record (:mod:`dbsplit.bodies`: what it reads, and what it cannot see), resolved through
+    the search path the function runs with: its own ``SET search_path``, else the database's,
+    else ``public``. A column that shares a table's name is not taken for the table.
+
+It also reads what decides how a target can take each object: functions in untrusted
+languages, ICU collations, the sequences columns own, and the functions whose bodies name
+anything but built-ins (:attr:`ObjectGraph.unchecked`). :func:`read_abilities` reads the other
+side, what a target's user can create.
 
 Example::
 
@@ -29,7 +30,6 @@ Example::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,6 +37,7 @@ from typing import Any
 
 import psycopg
 
+from dbsplit.bodies import BodyName, body_names, search_path
 from dbsplit.catalog import BOOKKEEPING_SCHEMA
 
 #: Object kinds a target can hold a copy of (created on both targets when both need them).
@@ -432,107 +433,9 @@ def _same_table(dep: Obj, ref: Obj) -> bool:
 
 # ----- function bodies -----------------------------------------------------------------------
 
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
-_TOKENS = re.compile(r'"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*|::|%ROWTYPE\b|%TYPE\b|\S', re.I)
-_BEFORE_RELATION = frozenset({"FROM", "JOIN", "UPDATE", "INTO", "TABLE", "ONLY"})
-#: Words that are never the unqualified name of an object (``VALUES (``, ``IN (``...).
-_KEYWORDS = _BEFORE_RELATION | {
-    "VALUES",
-    "IN",
-    "EXISTS",
-    "IF",
-    "ANY",
-    "ALL",
-    "ARRAY",
-    "ROW",
-    "AND",
-    "OR",
-    "NOT",
-    "WHEN",
-    "RETURN",
-    "USING",
-    "ON",
-    "AS",
-    "SELECT",
-    "WHERE",
-    "LATERAL",
-    "CASE",
-    "THEN",
-    "ELSE",
-}
 _RELATION_KINDS = frozenset({"table", "view", "materialized view", "sequence"})
 _FUNCTION_KINDS = frozenset({"function", "procedure", "aggregate"})
 _TYPE_KINDS = frozenset({"type", "domain", "table", "view"})
-
-
-@dataclass(frozen=True)
-class BodyName:
-    """A name a function body mentions: ``schema`` (empty when unqualified), ``name``, and
-    what the text says it is: ``relation``, ``function``, ``type`` or ``any`` (qualified)."""
-
-    schema: str
-    name: str
-    role: str
-
-
-def body_names(src: str) -> list[BodyName]:
-    """The names :mod:`dbsplit.deps` reads in a function body (see the module's docstring)."""
-    tokens = _TOKENS.findall(_COMMENTS.sub(" ", src))
-    out: list[BodyName] = []
-    declaring = False
-    i = 0
-    while i < len(tokens):
-        word = tokens[i].upper()
-        if word in ("DECLARE", "BEGIN"):
-            declaring = word == "DECLARE"
-        if not _is_ident(tokens[i]):
-            i += 1
-            continue
-        parts = [tokens[i]]
-        j = i + 1
-        while j + 1 < len(tokens) and tokens[j] == "." and _is_ident(tokens[j + 1]):
-            parts.append(tokens[j + 1])
-            j += 2
-        prev = tokens[i - 1].upper() if i > 0 else ""
-        nxt = tokens[j].upper() if j < len(tokens) else ""
-        role = (
-            "function"
-            if nxt == "("
-            else "type"
-            if prev == "::" or nxt == "%ROWTYPE" or (declaring and _declared_type(tokens, i))
-            else "relation"
-            if prev in _BEFORE_RELATION
-            else ""
-        )
-        names = [_unquote(p) for p in parts]
-        if nxt == "%TYPE" and len(names) > 1:  # table.column%TYPE
-            names, role = names[:-1], "relation"
-        if len(names) == 2:
-            out.append(BodyName(names[0], names[1], role or "any"))
-        elif len(names) == 1 and role and names[0].upper() not in _KEYWORDS:
-            out.append(BodyName("", names[0], role))
-        i = j
-    return out
-
-
-def _declared_type(tokens: list[str], i: int) -> bool:
-    """True when ``tokens[i]`` is the type in a PL/pgSQL declaration ``name [CONSTANT] type``."""
-    if tokens[i].upper() == "CONSTANT":
-        return False
-    j = i - 1
-    if j >= 0 and tokens[j].upper() == "CONSTANT":
-        j -= 1
-    return j >= 1 and _is_ident(tokens[j]) and tokens[j - 1].upper() in (";", "DECLARE")
-
-
-def _is_ident(token: str) -> bool:
-    return token[0] == '"' or token[0].isalpha() or token[0] == "_"
-
-
-def _unquote(part: str) -> str:
-    if part.startswith('"'):
-        return part[1:-1].replace('""', '"')
-    return part.lower()
 
 
 def _body_edges(
@@ -549,7 +452,7 @@ def _body_edges(
         by_name.setdefault((o.schema, bare), []).append(o)
     edges: list[Edge] = []
     for fn, src, fn_path in bodies:
-        path = _search_path(fn_path or db_path or "public")
+        path = search_path(fn_path or db_path or "public")
         for bn in body_names(src):
             for ref in _lookup(bn, path, by_name):
                 if ref != fn:
@@ -586,11 +489,3 @@ def _lookup(bn: BodyName, path: list[str], by_name: dict[tuple[str, str], list[O
         if found:
             return sorted(found)
     return []
-
-
-def _search_path(setting: str) -> list[str]:
-    return [
-        _unquote(p.strip())
-        for p in setting.split(",")
-        if p.strip() and p.strip() not in ('"$user"', "$user")
-    ]

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from dbsplit.deps import body_names, read_graph
+from dbsplit.bodies import body_names
+from dbsplit.deps import read_graph
 from standins.postgres import PostgresServer
 
 Dep = tuple[str, str, str]  # (dependent display, referenced display, how)
