@@ -9,6 +9,17 @@ DATA, and ``public._prisma_migrations`` is never copied (each database keeps its
     data = []                             # schemas copied to DATA; empty: every other schema
     exclude_schemas = []                  # schemas copied nowhere
     exclude_tables = ["public._prisma_migrations"]
+
+    [resolve]
+    drop = []                             # objects left out of their target (see below)
+
+``[resolve] drop`` names views, materialized views, functions and procedures (``schema.name``:
+every overload; or one, ``schema.name(integer, text)`` as ``dbsplit plan`` prints it),
+triggers (``schema.table.trigger``), collations and text search configurations that dbsplit
+leaves out of the target their schema goes to, because they use what the other target holds
+(``dbsplit plan`` lists these blockers and the names to write). Each is listed in the plan and
+in ``migrate``'s report. A dropped object that the other target needs is still created there
+(it moves). Entries are checked against the source: one naming nothing is an error.
 """
 
 from __future__ import annotations
@@ -47,6 +58,8 @@ class SplitConfig:
     exclude_schemas: tuple[str, ...] = ()
     exclude_tables: tuple[str, ...] = ("public._prisma_migrations",)
     source_file: str | None = field(default=None, compare=False)
+    #: ``[resolve] drop``: objects left out of their target (checked against the source).
+    drop: tuple[str, ...] = ()
 
     def target_of(self, schema: str) -> Target | None:
         """The target of ``schema``, or None when it is not copied."""
@@ -85,11 +98,12 @@ def load_config(path: Path | None) -> SplitConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
     routing = raw.get("routing", {})
-    unknown = sorted(set(raw) - {"routing"}) or sorted(
+    unknown = sorted(set(raw) - {"routing", "resolve"}) or sorted(
         set(routing) - {"primary", "data", "exclude_schemas", "exclude_tables"}
     )
     if unknown:
         raise ConfigError(f"config file {str(path)!r}: unknown key {unknown[0]!r}")
+    drop = _resolve_drop(raw.get("resolve", {}), path)
     defaults = SplitConfig()
     config = SplitConfig(
         primary_schemas=_names(routing, "primary", defaults.primary_schemas, path),
@@ -97,6 +111,7 @@ def load_config(path: Path | None) -> SplitConfig:
         exclude_schemas=_names(routing, "exclude_schemas", defaults.exclude_schemas, path),
         exclude_tables=_names(routing, "exclude_tables", defaults.exclude_tables, path),
         source_file=str(path),
+        drop=drop,
     )
     _check_disjoint(config, path)
     return config
@@ -117,6 +132,28 @@ def _names(
         if bad:
             raise ConfigError(
                 f"config file {str(path)!r}: exclude_tables entry {bad[0]!r} is not schema.table"
+            )
+    return tuple(value)
+
+
+def _resolve_drop(section: Any, path: Path) -> tuple[str, ...]:
+    """``[resolve] drop``: a list of ``schema.name`` or ``schema.table.trigger`` entries."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {str(path)!r}: resolve must be a table, got {section!r}")
+    unknown = sorted(set(section) - {"drop"})
+    if unknown:
+        raise ConfigError(f"config file {str(path)!r}: unknown key {'resolve.' + unknown[0]!r}")
+    value = section.get("drop", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(
+            f"config file {str(path)!r}: resolve.drop must be a list of names, got {value!r}"
+        )
+    for entry in value:
+        bare = entry.split("(", 1)[0]
+        if not 1 <= bare.count(".") <= 2 or "" in bare.split("."):
+            raise ConfigError(
+                f"config file {str(path)!r}: resolve.drop entry {entry!r} is not schema.name"
+                " or schema.table.trigger"
             )
     return tuple(value)
 

@@ -2,12 +2,14 @@
 
 ::
 
-    STEP 1  check that the source is frozen (nothing can write to it), read the catalogs (source
-        under an exported snapshot, with its write position) and plan; refuse on blockers, and
-        refuse a target whose copy started from another position of the source
-    STEP 2  prepare each target: bookkeeping, extensions, pre-data DDL (or, for tables the
-            app's migrations made, drop their foreign keys, recording them); autovacuum
-            paused on the tables to load
+    STEP 1  check that the source is frozen (nothing can write to it), read the catalogs and
+            the objects' dependencies (source under an exported snapshot, with its write
+            position) and plan; refuse on blockers (nothing written), and refuse a target
+            whose copy started from another position of the source
+    STEP 2  prepare each target: bookkeeping, extensions, pre-data DDL of its schemas plus the
+            objects it needs from the other target's, less those [resolve] drop leaves out
+            (:mod:`dbsplit.tailor`) (or, for tables the app's migrations made, drop their
+            foreign keys, recording them); autovacuum paused on the tables to load
     STEP 3  copy the rows: worker processes, one snapshot, one transaction per table part
     STEP 4  post-data DDL: primary keys, unique constraints, indexes (parallel), triggers...
     STEP 5  foreign keys: NOT VALID, then VALIDATE
@@ -31,11 +33,12 @@ from typing import Any
 
 import psycopg
 
-from dbsplit import autovacuum, copy, finish, pgtools, schema, state
+from dbsplit import autovacuum, copy, finish, pgtools, schema, state, tailor
 from dbsplit import freeze as freezing
-from dbsplit.catalog import Catalog, read_catalog
+from dbsplit.catalog import Catalog, Relation, Sequence, read_catalog
 from dbsplit.config import SplitConfig, Target
 from dbsplit.connect import connect, first_line
+from dbsplit.deps import ObjectGraph, read_graph
 from dbsplit.errors import BlockedError, SplitError, StateError
 from dbsplit.plan import MODE_CREATE, SplitPlan, TargetState, build_plan
 from dbsplit.progress import LogProgress, Progress
@@ -79,6 +82,7 @@ class _Session:
     position: freezing.WritePosition
     #: What the freeze check found (None when it was not required).
     frozen: freezing.FreezeCheck | None = None
+    graph: ObjectGraph = field(default_factory=ObjectGraph)
     #: The targets' catalogs once prepared (STEP 2).
     target_catalogs: dict[Target, Catalog] = field(default_factory=dict)
 
@@ -114,6 +118,7 @@ def session(
             snapshot = str(row[0])
             position = freezing.write_position(src)
             catalog = read_catalog(src)
+            graph = read_graph(src)
         except psycopg.Error as exc:
             raise SplitError(f"cannot read the source catalog: {first_line(exc)}") from None
         conns = {
@@ -134,8 +139,10 @@ def session(
                 raise SplitError(
                     f"cannot read the catalog of {t.value.upper()}: {first_line(exc)}"
                 ) from None
-        plan = build_plan(catalog, config, states, drop_cross_db_fks=drop_cross_db_fks)
-        yield _Session(source, urls, src, snapshot, catalog, conns, states, plan, position, frozen)
+        plan = build_plan(catalog, config, states, drop_cross_db_fks=drop_cross_db_fks, graph=graph)
+        yield _Session(
+            source, urls, src, snapshot, catalog, conns, states, plan, position, frozen, graph
+        )
 
 
 def make_plan(
@@ -194,6 +201,7 @@ def migrate(
         report.skipped_fks = [
             {"name": fk.name, "from": fk.qualtable, "to": fk.qualref} for fk in plan.cross_fks
         ]
+        _report_resolutions(plan, report)
         todo = [t for t in s.targets if not s.states[t].finished]
         if not todo:
             out.info("both targets are already complete: nothing to do")
@@ -270,7 +278,8 @@ def _copy_all(
             if tp.mode == MODE_CREATE:
                 if not s.states[t].created_by_dbsplit:
                     out.info(f"{t.value.upper()}: creating schemas {', '.join(tp.schemas)}")
-                    schema.apply_pre_data(conn, tp.schemas, scripts[t])
+                    schemas = tailor.dump_schemas(tp.schemas, plan.resolution(t))
+                    schema.apply_pre_data(conn, schemas, scripts[t])
             else:
                 routed = {tb.qualname for tb in plan.tables_for(t)}
                 finish.drop_foreign_keys(conn, s.states[t].catalog, routed)
@@ -341,7 +350,7 @@ def _finish(s: _Session, todo: list[Target], jobs: int, out: Progress, timer: _T
     with timer("sequences"):
         out.step("STEP 6/7: sequences")
         for t in todo:
-            seqs = s.catalog.sequences_in(plan.target(t).schemas)
+            seqs = _sequences_for(s, t)
             try:
                 values = finish.read_sequences(s.src, seqs)
                 s.src.rollback()
@@ -354,7 +363,7 @@ def _finish(s: _Session, todo: list[Target], jobs: int, out: Progress, timer: _T
         for t in todo:
             conn = s.targets[t]
             if "matviews" not in state.done_steps(conn):
-                finish.refresh_matviews(conn, s.catalog.matviews_in(plan.target(t).schemas))
+                finish.refresh_matviews(conn, _matviews_for(s, t))
             with conn.transaction():
                 autovacuum.resume(conn)
                 state.record_step(conn, state.STEP_DONE)
@@ -424,14 +433,17 @@ def _dump_schemas(s: _Session, todo: list[Target], opts: Options) -> dict[Target
         if not s.plan.target(t).schemas:
             # Nothing routed here; pg_dump without --schema would dump every schema.
             return schema.SchemaScripts(preamble="", pre_data=(), post_groups=(), post_rest=())
-        return schema.dump(
+        res = s.plan.resolution(t)
+        own = s.plan.target(t).schemas
+        scripts = schema.dump(
             s.source_url,
-            s.plan.target(t).schemas,
+            tailor.dump_schemas(own, res),
             pg_dump=pg_dump,
             snapshot=s.snapshot,
             source_major=major,
             exclude_tables=[t.qualname for t in s.plan.tables if t.skipped == "excluded"],
         )
+        return tailor.tailor(scripts, own, res)
 
     with ThreadPoolExecutor(len(need)) as pool:
         return dict(zip(need, pool.map(one, need), strict=True))
@@ -475,3 +487,27 @@ def _parts(s: _Session, todo: list[Target], opts: Options, jobs: int) -> list[co
         if new_splits:
             state.record_splits(conn, new_splits)
     return parts
+
+
+# ----- cross-target dependencies (dbsplit.resolve) --------------------------------------------
+
+
+def _report_resolutions(plan: SplitPlan, report: MigrateReport) -> None:
+    """List in the report what the plan resolved: objects created on both targets, objects
+    ``[resolve] drop`` left out, and every dependency that was resolved or dropped."""
+    report.resolutions = {t.value: r.to_json() for t, r in plan.resolutions.items()}
+    report.dependencies = [f.to_json() for f in plan.dependencies if not f.to_json()["blocker"]]
+
+
+def _sequences_for(s: _Session, t: Target) -> tuple[Sequence, ...]:
+    """The sequences of ``t``'s schemas, and those created there too."""
+    copies = {o.qualname for o in s.plan.resolution(t).copies if o.kind == "sequence"}
+    own = s.catalog.sequences_in(s.plan.target(t).schemas)
+    return own + tuple(q for q in s.catalog.sequences if q.qualname in copies)
+
+
+def _matviews_for(s: _Session, t: Target) -> tuple[Relation, ...]:
+    """The materialized views created on ``t`` (not those ``[resolve] drop`` left out)."""
+    dropped = {o.qualname for o in s.plan.resolution(t).drops}
+    views = s.catalog.matviews_in(s.plan.target(t).schemas)
+    return tuple(v for v in views if v.qualname not in dropped)

@@ -1,19 +1,22 @@
 """The split plan: pure over the catalogs, printable as a table and as JSON.
 
 :func:`build_plan` decides, without touching any database, where each table goes, which foreign
-keys would cross the two databases, what each target already holds, and what blocks the copy.
+keys would cross the two databases, which other objects depend across them and what becomes of
+each (:mod:`dbsplit.resolve`), what each target already holds, and what blocks the copy.
 ``migrate`` only executes a plan without blockers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dbsplit.catalog import Catalog, ForeignKey, Qualified, Table
 from dbsplit.config import SplitConfig, Target
+from dbsplit.deps import Abilities, ObjectGraph
 from dbsplit.errors import ConfigError
+from dbsplit.resolve import BLOCKED, Finding, Resolution, TargetResolution, resolve
 
 #: How a target is prepared: objects created by dbsplit, or tables made by the app's migrations.
 MODE_CREATE = "create"
@@ -33,6 +36,8 @@ class TargetState:
     created_by_dbsplit: bool = False
     #: True once a previous run finished.
     finished: bool = False
+    #: What the target's user can create (None: not read, assumed sufficient).
+    abilities: Abilities | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,13 @@ class SplitPlan:
     blockers: tuple[str, ...]
     drop_cross_db_fks: bool = False
     source: Catalog = field(repr=False, compare=False, default_factory=_empty_catalog)
+    #: Every dependency between objects routed to different targets, and its fate.
+    dependencies: tuple[Finding, ...] = ()
+    resolutions: Mapping[Target, TargetResolution] = field(default_factory=dict)
+
+    def resolution(self, target: Target) -> TargetResolution:
+        """What dbsplit creates on ``target`` beyond its schemas, and what it leaves out."""
+        return self.resolutions.get(target, TargetResolution())
 
     @property
     def ok(self) -> bool:
@@ -152,9 +164,11 @@ class SplitPlan:
                     "extensions": list(tp.extensions),
                     "created_by_dbsplit": tp.created_by_dbsplit,
                     "finished": tp.finished,
+                    "resolution": self.resolution(tp.target).to_json(),
                 }
                 for tp in self.targets
             },
+            "dependencies": [f.to_json() for f in self.dependencies],
         }
 
     def render(self) -> str:
@@ -179,6 +193,7 @@ class SplitPlan:
                 lines.append(f"  {fk.name}: {fk.qualtable} -> {fk.qualref} ({verb})")
         else:
             lines.append("no foreign key crosses the two databases")
+        lines += _render_dependencies(self.dependencies)
         for tp in self.targets:
             lines.append("")
             lines.append(
@@ -195,6 +210,11 @@ class SplitPlan:
                 )
             for issue in tp.column_issues:
                 lines.append(f"  incompatible: {issue}")
+            res = self.resolution(tp.target)
+            if res.copies:
+                lines.append(f"  created here too: {', '.join(o.qualname for o in res.copies)}")
+            if res.drops:
+                lines.append(f"  left out: {', '.join(o.qualname for o in res.drops)}")
         lines.append("")
         if self.blockers:
             lines.append(f"{len(self.blockers)} blocker(s):")
@@ -210,11 +230,14 @@ def build_plan(
     targets: Mapping[Target, TargetState],
     *,
     drop_cross_db_fks: bool = False,
+    graph: ObjectGraph | None = None,
 ) -> SplitPlan:
-    """Plan the split of ``source`` onto ``targets``.
+    """Plan the split of ``source`` onto ``targets``; ``graph`` is the source's object
+    dependencies (:func:`dbsplit.deps.read_graph`; None: foreign keys only).
 
     Raises :class:`ConfigError` when a configuration file names a schema the source lacks
-    (the built-in defaults may name schemas a source does not have).
+    (the built-in defaults may name schemas a source does not have), or a ``[resolve] drop``
+    entry that names no object of the source.
     """
     named = config.named_schemas() if config.source_file is not None else ()
     unknown = [s for s in named if s not in source.schemas]
@@ -239,11 +262,16 @@ def build_plan(
                 + (f"goes to {where.value.upper()}" if where else "is not copied")
                 + ": use --drop-cross-db-fks to leave it out"
             )
-    target_plans = []
-    for target, state in targets.items():
-        tp = _target_plan(target, source, config, tables, state)
-        target_plans.append(tp)
-        blockers += _target_blockers(tp, state)
+    target_plans = [
+        _target_plan(target, source, config, tables, state) for target, state in targets.items()
+    ]
+    res = _resolve(graph or ObjectGraph(), config, tables, target_plans, targets)
+    for i, tp in enumerate(target_plans):
+        more = res.target(tp.target).extensions
+        if more:
+            target_plans[i] = replace(tp, extensions=tuple(sorted({*tp.extensions, *more})))
+        blockers += _target_blockers(target_plans[i], targets[tp.target])
+    blockers += res.blockers
     return SplitPlan(
         tables=tables,
         cross_fks=cross,
@@ -251,7 +279,38 @@ def build_plan(
         blockers=tuple(blockers),
         drop_cross_db_fks=drop_cross_db_fks,
         source=source,
+        dependencies=res.findings,
+        resolutions=res.targets,
     )
+
+
+def _resolve(
+    graph: ObjectGraph,
+    config: SplitConfig,
+    tables: tuple[TablePlan, ...],
+    target_plans: list[TargetPlan],
+    states: Mapping[Target, TargetState],
+) -> Resolution:
+    """The cross-target dependencies of the targets dbsplit creates the objects of (the
+    app's migrations made the others' objects)."""
+    created = [tp for tp in target_plans if tp.mode == MODE_CREATE]
+    return resolve(
+        graph,
+        config,
+        {tp.target: states[tp.target].abilities for tp in created},
+        excluded_tables=frozenset(t.qualname for t in tables if t.skipped == "excluded"),
+        extension_needs={tp.target: tp.extensions for tp in created},
+    )
+
+
+def _render_dependencies(findings: tuple[Finding, ...]) -> list[str]:
+    if not findings:
+        return ["no other object depends across the two databases"]
+    marks = {BLOCKED: "BLOCKER"}
+    lines = ["objects depending across the two databases:"]
+    for f in findings:
+        lines.append(f"  [{marks.get(f.status, f.status)}] ({f.kind}, by {f.how}) {f.summary}")
+    return lines
 
 
 def _route(table: Table, config: SplitConfig) -> TablePlan:

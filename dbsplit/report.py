@@ -1,4 +1,5 @@
-"""The ``--report`` JSON: per-table rows, bytes and seconds, skipped foreign keys, verify."""
+"""The ``--report`` JSON: per-table rows, bytes and seconds, skipped foreign keys, the objects
+created on both targets or left out (resolutions), the cross-target dependencies, verify."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ class MigrateReport:
     verify: dict[str, Any] | None = None
     #: The source's write position at the snapshot (:class:`dbsplit.freeze.WritePosition`).
     source_position: dict[str, Any] | None = None
+    #: Per target: objects created there too, objects left out (``[resolve] drop``).
+    resolutions: dict[str, Any] = field(default_factory=dict)
+    #: Every cross-target dependency that was resolved or dropped.
+    dependencies: list[dict[str, Any]] = field(default_factory=list)
 
     def add_part(self, table: str, target: str, rows: int, nbytes: int, seconds: float) -> None:
         tr = self.tables.setdefault(table, TableReport(table, target))
@@ -60,6 +65,8 @@ class MigrateReport:
                 for t in sorted(self.tables.values(), key=lambda t: t.table)
             ],
             "skipped_foreign_keys": self.skipped_fks,
+            "resolutions": self.resolutions,
+            "dependencies": self.dependencies,
             "steps": self.steps,
             "verify": self.verify,
         }

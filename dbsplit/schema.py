@@ -14,6 +14,8 @@ the DDL. The text is split into its entries (``-- Name: ...; Type: ...`` headers
   ones), and so are materialized view refreshes (:mod:`dbsplit.finish` refreshes them).
 
 Everything is created by the connecting user, who owns it: no superuser needed.
+:mod:`dbsplit.tailor` cuts the scripts to a target's resolution (objects created there too,
+objects left out, and ``check_function_bodies``) before they are applied.
 """
 
 from __future__ import annotations

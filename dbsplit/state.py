@@ -36,6 +36,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from dbsplit.catalog import BOOKKEEPING_SCHEMA, Catalog, read_catalog, tables_with_rows
+from dbsplit.deps import read_abilities
 from dbsplit.plan import TargetState
 
 STEP_PRE_DATA = "pre-data"
@@ -216,6 +217,7 @@ def inspect_target(conn: psycopg.Connection[Any], routed: Iterable[tuple[str, st
     with_rows = tables_with_rows(conn, present)
     steps = done_steps(conn)
     recorded = recorded_tables(conn)
+    abilities = read_abilities(conn)
     if not conn.autocommit:
         conn.rollback()
     return TargetState(
@@ -224,6 +226,7 @@ def inspect_target(conn: psycopg.Connection[Any], routed: Iterable[tuple[str, st
         tables_recorded=recorded,
         created_by_dbsplit=STEP_PRE_DATA in steps,
         finished=STEP_DONE in steps,
+        abilities=abilities,
     )
 
 
