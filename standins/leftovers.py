@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from standins.sshd import end_user_processes
 STOP_TIMEOUT = 15.0
 """Seconds a server gets to exit after its stop signal before SIGKILL."""
 DIR_PREFIX = "handled-standins-"
-"""Every stand-in's base dir is `<tmp>/handled-standins-...`: no other directory is removed."""
+"""Every stand-in's base dir is named `handled-standins-...`: no other directory is removed."""
 
 
 def _stop(processes: Sequence[tuple[str, LeftProcess]], timeout: float) -> list[str]:
@@ -49,17 +48,18 @@ def _stop(processes: Sequence[tuple[str, LeftProcess]], timeout: float) -> list[
     return lines
 
 
-def _remove(path: Path) -> bool:
-    """Remove a stand-in's base dir (only `<tmp>/handled-standins-*`) or a recorded file."""
+def _remove(path: Path) -> str | None:
+    """Remove a stand-in's base dir (only `handled-standins-*`) or a recorded file; what was
+    done (None: already gone)."""
     if path.is_dir() and not path.is_symlink():
-        if path.parent != Path(tempfile.gettempdir()) or not path.name.startswith(DIR_PREFIX):
-            raise ValueError(f"refusing to remove {path}: not a stand-in's base dir")
+        if not path.name.startswith(DIR_PREFIX):
+            return f"left {path}: not a stand-in's base dir"
         shutil.rmtree(path, ignore_errors=True)
-        return True
+        return f"removed {path}"
     if path.exists() or path.is_symlink():
         path.unlink()
-        return True
-    return False
+        return f"removed {path}"
+    return None
 
 
 def sweep(leftovers: Sequence[Leftover], timeout: float = STOP_TIMEOUT) -> list[str]:
@@ -74,8 +74,9 @@ def sweep(leftovers: Sequence[Leftover], timeout: float = STOP_TIMEOUT) -> list[
     lines += _stop([(item.what, p) for item in leftovers for p in item.processes], timeout)
     for item in leftovers:
         for path in item.paths:
-            if _remove(Path(path)):
-                lines.append(f"removed {path} ({item.what})")
+            done = _remove(Path(path))
+            if done:
+                lines.append(f"{done} ({item.what})")
     for item in leftovers:
         if item.namespace and remove_namespace(item.namespace, item.link or ""):
             lines.append(f"removed {item.what} and its veth pair")
