@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rehearsal import caches, ledger
+from rehearsal import caches, keep, ledger
 from rehearsal.checklist import assess, read_checklist
 from rehearsal.load import LoadGenerator
 from rehearsal.model import Rehearsal, Step, TableCheck, Window
@@ -66,6 +66,7 @@ class Result:
     passed: bool
     env_file: Path | None = None
     world: World | None = field(default=None, repr=False)
+    """With --keep, the detached world (its addresses; `ledger.sweep()` stops it)."""
 
 
 class Rehearse:
@@ -165,10 +166,7 @@ class Rehearse:
         self.world = world
         if network.isolated:
             world.extra_env["HANDLED_PIP_ARGS"] = caches.pip_args()
-        ledger.record(
-            ledger.pids_of([*world.owned, world.s3, world.vps.ssh]),
-            network.namespace,
-        )
+        ledger.record([*world.leftovers(), *network.leftovers()])
         self._prove_stand_ins()
 
     def _seed(self) -> SourceSeeder:
@@ -506,30 +504,13 @@ class Rehearse:
         return write_report(self.r, assess(items, self.r.evidence), self.dir)
 
     def _keep(self) -> Path:
+        """Leave the world running after exit (detached, in the ledger); print how to use it."""
         assert self.world is not None
-        w = self.world
-        path = self.dir / "stand-ins.env"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for key, value in w.env().items():
-                if key.startswith(("HANDLED_", "OLD_", "PRIMARY_", "DATA_", "AUTH_", "SPACES_")):
-                    handle.write(f"export {key}='{value}'\n")
-        ssh = w.vps.ssh
-        self.o.say("stand-ins kept running (`python -m rehearsal` sweeps them next time):")
-        self.o.say(
-            f"  ssh:    ssh -i {ssh.client_key_path} -o UserKnownHostsFile={ssh.known_hosts_path} "
-            f"-p {ssh.port} {ssh.user}@{ssh.host}"
-        )
-        self.o.say(f"  app:    {w.vps.app.api_url}/api/health  (web {w.vps.app.web_url})")
-        self.o.say(
-            f"  DBaaS:  {w.dbaas.server.host}:{w.dbaas.server.port} (pool {w.dbaas.bouncer.port})"
-        )
-        self.o.say(f"  Spaces: {w.s3.endpoint_url} bucket {w.env()['HANDLED_BACKUP_BUCKET']}")
-        self.o.say(f"  URLs and keys (mode 0600): . {path}")
-        self.o.say(
-            f"  pyinfra: . {path} && .venv/bin/pyinfra -y inventory/rehearsal.py deploy/check.py"
-        )
-        return path
+        assert self.network is not None
+        kept = keep.keep(self.world, self.network, self.dir)
+        for line in kept.lines:
+            self.o.say(line)
+        return kept.env_file
 
     def _print(self, report: Path, passed: bool) -> None:
         self.o.say("")

@@ -13,4 +13,6 @@
 - `netns`: the VPS's own network namespace and address (DBaaS trusts only that address), or
   loopback where the machine has no network namespaces.
 - `system`: the unprivileged service user, free ports and owned directories.
+- `cleanup`: every stand-in stops at interpreter exit unless detached (`StandIn.detach`), which
+  leaves it running and describes it as `Leftover`s; `leftovers.sweep` removes those later.
 """

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from standins import cleanup
-from standins.cleanup import StandIn
+from standins.cleanup import Leftover, StandIn
 from standins.pgbouncer import PgBouncer
 from standins.postgres import PostgresServer
 from standins.scram import new_password
@@ -204,6 +204,15 @@ class Dbaas(StandIn):
         """Create a login role (like DO's "add user") and let it use the pools."""
         self.server.create_role(name, password)
         self.bouncer.add_user(name, password)
+
+    def leftovers(self) -> list[Leftover]:
+        """PgBouncer, the server (every database in its data dir), the certificates' dir."""
+        own = Leftover(what="DBaaS certificates", paths=(str(self.base_dir),))
+        return [*self.bouncer.leftovers(), *self.server.leftovers(), own]
+
+    def _detach(self) -> None:
+        self.bouncer.detach()
+        self.server.detach()
 
     def _shutdown(self) -> None:
         """Stop PgBouncer, then the server; remove the certificates."""

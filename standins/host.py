@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from psycopg import sql
 
 from standins import cleanup
-from standins.cleanup import StandIn
+from standins.cleanup import Leftover, StandIn
 from standins.netns import is_project_address
 from standins.postgres import PostgresServer
 from standins.scram import new_password
@@ -635,6 +635,15 @@ class Vps(StandIn):
         }
 
     # ----- lifecycle -----------------------------------------------------------------------
+
+    def leftovers(self) -> list[Leftover]:
+        """What this Vps started (its SshHost covers pm2 and the app: the deploy user's
+        processes). Databases made on servers passed in stay with those servers."""
+        return [item for thing in reversed(self._owned) for item in thing.leftovers()]
+
+    def _detach(self) -> None:
+        for thing in reversed(self._owned):
+            thing.detach()
 
     def _shutdown(self) -> None:
         """Kill pm2, drop the databases and roles, stop what this Vps started."""

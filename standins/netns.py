@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from standins import cleanup
-from standins.cleanup import StandIn
+from standins.cleanup import Leftover, StandIn
 from standins.system import is_root
 
 PROJECT_SUBNET = ipaddress.ip_network("10.231.0.0/16")
@@ -37,6 +37,8 @@ NAME_PREFIX = "handled-vps-"
 LINK_PREFIX = "hv"
 """Host-side veth names: `hv<hex>h` (the namespace side, `hv<hex>n`, lives inside it)."""
 NETNS_DIR = Path("/run/netns")
+KEPT_DIR = Path("/run/handled-standins/kept-namespaces")
+"""One file per namespace detached on purpose (`Network.detach`): never swept as stale."""
 LOCK_PATH = Path("/run/lock/handled-standins-netns.lock")
 _ADDRESS_ATTEMPTS = 64
 _IP_TIMEOUT = 20.0
@@ -98,6 +100,10 @@ class Network(StandIn):
 
     def _shutdown(self) -> None:
         """Nothing to release here."""
+
+    def leftovers(self) -> list[Leftover]:
+        """Nothing (a loopback network holds nothing)."""
+        return []
 
     def __repr__(self) -> str:
         return (
@@ -162,16 +168,26 @@ def _parse_name(name: str) -> tuple[int, str] | None:
 
 
 def remove_stale_namespaces() -> list[str]:
-    """Delete our namespaces (and their veth) left by runs whose process is gone; the names."""
+    """Delete our namespaces (and their veth) left by runs whose process is gone, except those
+    detached on purpose (see `remove_namespace`); returns the names."""
     removed = []
     for name in _namespaces():
         parsed = _parse_name(name)
-        if parsed is None or _pid_alive(parsed[0]):
+        if parsed is None or _pid_alive(parsed[0]) or (KEPT_DIR / name).exists():
             continue
-        _ip("link", "del", f"{LINK_PREFIX}{parsed[1]}h", check=False)
-        _ip("netns", "del", name, check=False)
+        remove_namespace(name, f"{LINK_PREFIX}{parsed[1]}h")
         removed.append(name)
     return removed
+
+
+def remove_namespace(name: str, host_link: str) -> bool:
+    """Delete the veth pair (by its host end), the namespace and its kept mark; whether the
+    namespace existed."""
+    existed = name in _namespaces()
+    _ip("link", "del", host_link, check=False)
+    _ip("netns", "del", name, check=False)
+    (KEPT_DIR / name).unlink(missing_ok=True)
+    return existed
 
 
 def _addresses_in_use() -> list[ipaddress.IPv4Interface]:
@@ -215,7 +231,9 @@ class VpsNamespace(Network):
     """A network namespace for the VPS, joined to the host by a veth pair on a private /30.
 
     Make one with `VpsNamespace.create()`; `close()` (or the context manager, or the exit
-    hook in `standins.cleanup`) deletes the veth pair and the namespace.
+    hook in `standins.cleanup`) deletes the veth pair and the namespace. `detach()` leaves it
+    after this process exits, marked kept (`KEPT_DIR`) so no stale sweep takes it;
+    `remove_namespace` then deletes it.
     """
 
     namespace: str
@@ -318,8 +336,22 @@ class VpsNamespace(Network):
 
     def _shutdown(self) -> None:
         """Delete the veth pair (both ends) and the namespace; best effort."""
-        _ip("link", "del", self.host_link, check=False)
-        _ip("netns", "del", self.namespace, check=False)
+        remove_namespace(self.namespace, self.host_link)
+
+    def leftovers(self) -> list[Leftover]:
+        """The namespace and its veth pair."""
+        return [
+            Leftover(
+                what=f"network namespace {self.namespace}",
+                namespace=self.namespace,
+                link=self.host_link,
+            )
+        ]
+
+    def _detach(self) -> None:
+        """Mark it kept, so that no `remove_stale_namespaces` takes it once this process exits."""
+        KEPT_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (KEPT_DIR / self.namespace).write_text(f"detached by pid {os.getpid()}\n")
 
 
 def vps_network() -> Network:

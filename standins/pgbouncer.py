@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from standins import cleanup
-from standins.cleanup import StandIn
+from standins.cleanup import Leftover, StandIn, processes
 from standins.postgres import PostgresServer
 from standins.scram import new_password
 from standins.system import (
@@ -288,6 +288,19 @@ class PgBouncer(StandIn):
     def pid(self) -> int:
         """PgBouncer's process id (from its pidfile)."""
         return int(self._pid_path.read_text(encoding="ascii").strip())
+
+    def leftovers(self) -> list[Leftover]:
+        """PgBouncer (immediate shutdown: SIGTERM) and its base dir (config, auth file)."""
+        pids: list[int] = []
+        with contextlib.suppress(OSError, ValueError):
+            pids.append(self.pid)
+        return [
+            Leftover(
+                what=f"PgBouncer on {self.host}:{self.port}",
+                processes=processes(pids),
+                paths=(str(self.base_dir),),
+            )
+        ]
 
     def _shutdown(self) -> None:
         """Immediate shutdown (SIGTERM), then remove the base dir."""

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from standins import cleanup
-from standins.cleanup import StandIn
+from standins.cleanup import Leftover, StandIn, processes
 from standins.scram import new_password, scram_verifier
 from standins.system import (
     as_service_user,
@@ -324,6 +324,18 @@ class PostgresServer(StandIn):
         if not lines:
             raise RuntimeError(f"PostgreSQL on port {self.port} is not running")
         return int(lines[0])
+
+    def leftovers(self) -> list[Leftover]:
+        """The postmaster (fast shutdown: SIGINT) and the base dir, data directory included."""
+        lines = self._postmaster_lines()
+        pids = [int(lines[0])] if lines and lines[0].strip().isdigit() else []
+        return [
+            Leftover(
+                what=f"PostgreSQL {self.version} on {self.host}:{self.port}",
+                processes=processes(pids, signal.SIGINT),
+                paths=(str(self.base_dir),),
+            )
+        ]
 
     def _shutdown(self) -> None:
         """Fast shutdown (SIGINT to the postmaster), then remove the base dir."""

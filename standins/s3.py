@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from standins import cleanup
-from standins.cleanup import StandIn
+from standins.cleanup import Leftover, StandIn, processes
 from standins.system import end_process, free_port, launch_on_free_port, log_tail, wait_started
 
 if TYPE_CHECKING:
@@ -112,6 +112,17 @@ class S3Server(StandIn):
             f"moto S3 server on port {self.port} {problem}; log {self.log_path}:\n"
             f"{log_tail(self.log_path)}"
         )
+
+    def leftovers(self) -> list[Leftover]:
+        """The moto server (its buckets live in its memory) and its base dir."""
+        pids = [self._process.pid] if self._process is not None else []
+        return [
+            Leftover(
+                what=f"moto S3 on {self.host}:{self.port}",
+                processes=processes(pids),
+                paths=(str(self.base_dir),),
+            )
+        ]
 
     def _shutdown(self) -> None:
         """Stop the server (its buckets are in memory and go with it)."""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from standins import cleanup
-from standins.cleanup import StandIn
+from standins.cleanup import Leftover, StandIn, processes
 from standins.system import (
     end_process,
     free_port,
@@ -164,6 +164,7 @@ class SshHost(StandIn):
         self._pid_path = base_dir / "sshd.pid"
         self._process: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
+        self._keeper: int | None = None
         self._registered = False
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -238,10 +239,11 @@ class SshHost(StandIn):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
+                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
                     os.close(fd)
                     raise SshStartError(
                         f"deploy user {self.user!r} is still in use by another SshHost after "
-                        f"{timeout:.0f}s (lock {path})"
+                        f"{timeout:.0f}s (lock {path}: held by pid {holder})"
                     ) from None
                 time.sleep(0.5)
         os.ftruncate(fd, 0)
@@ -393,20 +395,45 @@ class SshHost(StandIn):
 
         Only used for users this module created (and holds the lock for). Returns the pids.
         """
-        if not user_exists(self.user) or not (self.home / MARKER).exists():
-            return []
-        uid = pwd.getpwnam(self.user).pw_uid
-        pids = _pids_of(uid)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pids_of(uid):
-            time.sleep(0.1)
-        for pid in _pids_of(uid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return pids
+        return end_user_processes(self.user, timeout)
+
+    def leftovers(self) -> list[Leftover]:
+        """sshd, the deploy user's processes (pm2, the app), the base dir (keys, config, log),
+        and once detached the process keeping the user's lock."""
+        pids = [self._process.pid] if self._process is not None else []
+        sshd = Leftover(
+            what=f"sshd for {self.user} on {self.host}:{self.port}",
+            processes=processes(pids),
+            paths=(str(self.base_dir),),
+            user=self.user,
+        )
+        if self._keeper is None:
+            return [sshd]
+        keeper = Leftover(what=f"the lock of {self.user}", processes=processes([self._keeper]))
+        return [sshd, keeper]
+
+    def _detach(self) -> None:
+        """Keep the deploy user's lock held after this process exits: a `sleep` in its own
+        session inherits the locked file (a lock lasts while any descriptor of it is open)."""
+        if self._lock_fd is not None:
+            keeper = subprocess.Popen(
+                ["sleep", "infinity"],
+                pass_fds=(self._lock_fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            self._keeper = keeper.pid
+            os.ftruncate(self._lock_fd, 0)
+            note = f"{keeper.pid} (keeps the deploy user of a detached SshHost, sshd {self.port})"
+            os.pwrite(self._lock_fd, f"{note}\n".encode(), 0)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self._registered:
+            with _ACTIVE_LOCK:
+                _ACTIVE_USERS.discard(self.user)
+            self._registered = False
 
     def _shutdown(self) -> None:
         """Stop sshd and every process of the deploy user, release the lock."""
@@ -529,6 +556,29 @@ def _write_owned(path: Path, text: str, uid: int, gid: int, mode: int) -> None:
         handle.write(text)
     path.chmod(mode)
     os.chown(path, uid, gid)
+
+
+def end_user_processes(user: str, timeout: float = 5.0) -> list[int]:
+    """SIGTERM, then SIGKILL after `timeout` seconds, every process of `user`; the pids.
+
+    Only for a deploy user this module created (its home holds MARKER); others are left alone.
+    """
+    if not user_exists(user):
+        return []
+    entry = pwd.getpwnam(user)
+    if not (Path(entry.pw_dir) / MARKER).exists():
+        return []
+    pids = _pids_of(entry.pw_uid)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pids_of(entry.pw_uid):
+        time.sleep(0.1)
+    for pid in _pids_of(entry.pw_uid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 def _pids_of(uid: int) -> list[int]:

@@ -23,17 +23,19 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from psycopg import sql
 
+from standins.cleanup import Leftover
 from standins.dbaas import Dbaas
 from standins.host import SourceSeeder, Vps
 from standins.netns import Network
@@ -73,6 +75,7 @@ class Window:
     extra_env: dict[str, str] = field(default_factory=dict)
     network: Network | None = None
     owned: list[Any] = field(default_factory=list, repr=False)
+    detached: bool = field(default=False, repr=False)
 
     @classmethod
     def start(
@@ -168,7 +171,11 @@ class Window:
         )
 
     def stop(self) -> None:
-        """Stop the VPS and S3; drop the PRIMARY database; stop the servers it started."""
+        """Stop the VPS and S3; drop the PRIMARY database; stop the servers it started.
+
+        Does nothing once detached."""
+        if self.detached:
+            return
         try:
             self.vps.stop()
         finally:
@@ -179,6 +186,23 @@ class Window:
                 with contextlib.suppress(Exception):
                     thing.stop()
             self.owned = []
+
+    def leftovers(self) -> list[Leftover]:
+        """What `stop()` would stop, as `Leftover`s (the network is not the window's)."""
+        things = [self.vps, self.s3, *reversed(self.owned)]
+        return [item for thing in things for item in thing.leftovers()]
+
+    def detach(self) -> list[Leftover]:
+        """Leave every server running after this process exits (`StandIn.detach`); returns
+        what a later process needs to stop them (`standins.leftovers.sweep`). Only a window
+        that started its servers (`stand_up`) can be detached: the PRIMARY database lives in
+        its DBaaS cluster's data dir and goes with it. The network is detached by its owner."""
+        if not self.owned:
+            raise ValueError("only a window made by stand_up() (owning its servers) detaches")
+        things = [self.vps, self.s3, *reversed(self.owned)]
+        leftovers = [item for thing in things for item in thing.detach()]
+        self.detached = True
+        return leftovers
 
     # ----- the deploy's environment ------------------------------------------------------------
 
@@ -229,10 +253,14 @@ class Window:
 
     def env(self) -> dict[str, str]:
         """The whole environment of a pyinfra run."""
-        ssh = self.vps.ssh
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_"))}
+        return {**base, **self.own_env()}
+
+    def own_env(self) -> dict[str, str]:
+        """What a pyinfra run needs on top of an ordinary shell's environment: the secrets,
+        the `HANDLED_*` settings, `extra_env`."""
+        ssh = self.vps.ssh
         return {
-            **base,
             **self.secret_env(),
             "HANDLED_VPS_HOST": ssh.host,
             "HANDLED_VPS_PORT": str(ssh.port),
@@ -246,6 +274,16 @@ class Window:
             "PYINFRA_PROGRESS": "off",
             **self.extra_env,
         }
+
+    def write_env_file(self, path: Path, extra: Mapping[str, str] | None = None) -> Path:
+        """`own_env()` (and `extra`) as `export KEY='value'` lines in a new file of mode 0600,
+        for an operator's `. path` before running pyinfra by hand."""
+        values = {**self.own_env(), **(extra or {})}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.writelines(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
+        path.chmod(0o600)
+        return path
 
     def run(
         self,
@@ -371,12 +409,9 @@ def main() -> None:  # pragma: no cover - a manual harness
     dbaas = Dbaas.start()
     report_dir = Path("/tmp/handled-deploy-reports")
     window = Window.start(source_pg=source, data_pg=data, dbaas=dbaas, report_dir=report_dir)
-    env_file = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/handled-window.env")
-    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        for key, value in window.env().items():
-            if key.startswith(("HANDLED_", "OLD_", "PRIMARY_", "DATA_", "AUTH_", "SPACES_")):
-                handle.write(f"export {key}='{value}'\n")
+    env_file = window.write_env_file(
+        Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/handled-window.env")
+    )
     print(f"ready: . {env_file}", flush=True)
     try:
         while True:
