@@ -42,7 +42,10 @@ def keep(world: World, network: Network, directory: Path) -> Kept:
     """Write the env and service files, detach the world and its network, record the ledger."""
     service_file = _write_services(world, directory / SERVICE_FILE)
     env_file = world.write_env_file(directory / ENV_FILE, {"PGSERVICEFILE": str(service_file)})
-    files = Leftover(what="the kept world's env files", paths=(str(env_file), str(service_file)))
+    outputs = world.stack_outputs()  # the stack outputs file holds secrets too
+    files = Leftover(
+        what="the kept world's env files", paths=(str(env_file), str(service_file), str(outputs))
+    )
     leftovers = [*world.detach(), *network.detach(), files]
     ledger.record(leftovers, kept=True, info={"env_file": str(env_file)})
     return Kept(env_file, instructions(world, network, env_file))
