@@ -291,12 +291,15 @@ class Window:
         *flags: str,
         timeout: float = 420.0,
         on_line: Callable[[str], None] | None = None,
+        kill_at: str | None = None,
         **env: str,
     ) -> Run:
         """`pyinfra -y inventory/rehearsal.py deploy/<deploy>.py [flags]` from the repo root.
 
         `on_line` is called with each output line as pyinfra prints it. After `timeout`
-        seconds pyinfra is killed (the run then fails).
+        seconds pyinfra is killed (the run then fails). With `kill_at`, pyinfra is killed
+        (SIGKILL, as a dead laptop or a lost shell would) when it starts the operation whose
+        name starts with `kill_at`: every operation before it has finished.
         """
         argv = [str(PYINFRA), "-y", *flags, "inventory/rehearsal.py", f"deploy/{deploy}.py"]
         started = time.monotonic()
@@ -318,6 +321,10 @@ class Window:
                     lines.append(line)
                     if on_line is not None:
                         on_line(line.rstrip("\n"))
+                    if kill_at is not None and f"Starting operation: {kill_at}" in line:
+                        popen.kill()
+                        lines.append(f"[killed at: {kill_at}]\n")
+                        break
                 code = popen.wait()
             finally:
                 timer.cancel()

@@ -56,7 +56,7 @@ def split_reset(window: Window, confirmed: bool) -> Commands:
         "ca_pem": window.ca_pem(),
     }
     found = fact(window, remote.state, query(window), **conns)
-    if not found.window and not found.primary_schemas and not found.data_database:
+    if not (found.window or found.primary_schemas or found.primary_history or found.data_database):
         host.noop("no split on PRIMARY or DATA and no window open: nothing to reset")
         return
     yield run(

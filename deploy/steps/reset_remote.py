@@ -37,6 +37,7 @@ class ResetState:
     rolled_back: bool = False
     primary_schemas: list[str] = field(default_factory=list)
     data_database: bool = False
+    primary_history: bool = False
 
 
 def _primary_schemas(ctx: Context, schemas: list[str]) -> list[str]:
@@ -55,11 +56,17 @@ def state(req: ResetQuery, ctx: Context) -> ResetState:
         f"SELECT count(*) FROM pg_database WHERE datname = {literal(req.data_db)}",
         what="look for the DATA database",
     )
+    history = psql(
+        ctx.conn("primary_direct"),
+        "SELECT to_regclass('public._prisma_migrations') IS NOT NULL",
+        what="look for PRIMARY's migration history",
+    )
     return ResetState(
-        journal.get("window"),
-        bool(journal.get("rolled_back")),
-        _primary_schemas(ctx, req.primary_schemas),
-        exists == ["1"],
+        window=journal.get("window"),
+        rolled_back=bool(journal.get("rolled_back")),
+        primary_schemas=_primary_schemas(ctx, req.primary_schemas),
+        data_database=exists == ["1"],
+        primary_history=history == ["t"],
     )
 
 
@@ -86,14 +93,19 @@ def reset(req: ResetQuery, ctx: Context) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         folder = private_dir(home_path(req.backup_dir) / f"reset-{found.window or stamp}")
         dumps: list[Path] = []
+        # -n and -t together dump only the -t tables inside the -n schemas: two dumps.
         if found.primary_schemas:
             target = folder / f"primary-{stamp}.dump"
             schemas = [f"--schema={s}" for s in found.primary_schemas]
+            _dump(ctx.conn("primary_direct"), target, "pg_dump PRIMARY's split", schemas)
+            dumps.append(target)
+        if found.primary_history:
+            target = folder / f"primary-migrations-{stamp}.dump"
             _dump(
                 ctx.conn("primary_direct"),
                 target,
-                "pg_dump PRIMARY's split",
-                [*schemas, "--table=public._prisma_migrations"],
+                "pg_dump PRIMARY's migration history",
+                ["--table=public._prisma_migrations"],
             )
             dumps.append(target)
         if found.data_database:
@@ -110,12 +122,17 @@ def reset(req: ResetQuery, ctx: Context) -> None:
             spaces.put_checked(where, ctx, path, f"{req.key_prefix}/{folder.name}/{path.name}")
             for path in dumps
         ]
-        if found.primary_schemas:
+        if found.primary_schemas or found.primary_history:
             psql(
                 ctx.conn("primary_direct"),
-                "DROP SCHEMA IF EXISTS "
-                + ", ".join(ident(s) for s in found.primary_schemas)
-                + " CASCADE; DROP TABLE IF EXISTS public._prisma_migrations",
+                (
+                    "DROP SCHEMA IF EXISTS "
+                    + ", ".join(ident(s) for s in found.primary_schemas)
+                    + " CASCADE; "
+                    if found.primary_schemas
+                    else ""
+                )
+                + "DROP TABLE IF EXISTS public._prisma_migrations",
                 what="drop the split on PRIMARY",
             )
             say(
