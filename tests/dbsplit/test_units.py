@@ -1,4 +1,5 @@
-"""Pure parts: plan logic, URL resolution, DDL parsing, child process arguments, copy parts."""
+"""Pure parts: plan logic, URL resolution, DDL parsing, child process arguments, copy parts,
+checksum queries."""
 
 from __future__ import annotations
 
@@ -304,3 +305,27 @@ def test_column_options_no_target_knows_are_dropped() -> None:
         "ALTER TABLE ONLY config.users ALTER COLUMN id SET (n_distinct=-1);"
     )
     assert portable_column_options("CREATE TABLE x (a int);") == "CREATE TABLE x (a int);"
+
+
+def test_row_hashes_mix_each_row_and_the_probe_runs_that_same_expression() -> None:
+    from dbsplit.checksum import checksum_query, probe_rows_query, row_hash
+
+    columns = [("id", "integer"), ("price", "numeric(10,2)"), ("name", "text")]
+    record = row_hash(columns, "record").as_string()
+    assert record == (
+        'hashfloat8extended(hash_record_extended(ROW("t"."id", "t"."price"::text COLLATE "C",'
+        ' "t"."name" COLLATE "C"), 0)::float8, 2024)'
+    )
+    assert row_hash(columns, "md5").as_string() == (
+        '(\'x\' || substr(md5(ROW("t"."id", "t"."price", "t"."name")::text), 1, 16))'
+        "::bit(64)::bigint"
+    )
+    query = checksum_query("s", "t", columns, hash_name="record", key="id", lo=1, hi=9)
+    assert query.as_string() == (
+        f'SELECT count(*), coalesce(sum({record}), 0)::text FROM ONLY "s"."t" AS t'
+        ' WHERE "t"."id" >= 1 AND "t"."id" < 9'
+    )
+    # The probe's rows go through row_hash itself: whatever mixes a table's rows is probed.
+    probe = probe_rows_query().as_string()
+    assert probe.startswith("SELECT hashfloat8extended(hash_record_extended(ROW(")
+    assert "), 0)::float8, 2024)::text FROM (VALUES (CAST(" in probe
