@@ -13,6 +13,7 @@ from typing import Any
 
 from dbsplit.catalog import Catalog, ForeignKey, Qualified, Table
 from dbsplit.config import SplitConfig, Target
+from dbsplit.definitions import DefinitionDiff, definition_differences
 from dbsplit.errors import ConfigError
 
 #: How a target is prepared: objects created by dbsplit, or tables made by the app's migrations.
@@ -76,6 +77,9 @@ class TargetPlan:
     extensions: tuple[str, ...]
     created_by_dbsplit: bool = False
     finished: bool = False
+    #: In ``data-only`` mode: how the app-created tables' collations, nullability, defaults
+    #: and constraints differ from the source's (verify would fail on each after the copy).
+    definition_diffs: tuple[DefinitionDiff, ...] = ()
 
 
 def _empty_catalog() -> Catalog:
@@ -152,6 +156,7 @@ class SplitPlan:
                     "extensions": list(tp.extensions),
                     "created_by_dbsplit": tp.created_by_dbsplit,
                     "finished": tp.finished,
+                    "definition_differences": [str(d) for d in tp.definition_diffs],
                 }
                 for tp in self.targets
             },
@@ -195,6 +200,8 @@ class SplitPlan:
                 )
             for issue in tp.column_issues:
                 lines.append(f"  incompatible: {issue}")
+            for diff in tp.definition_diffs:
+                lines.append(f"  differs: {diff}")
         lines.append("")
         if self.blockers:
             lines.append(f"{len(self.blockers)} blocker(s):")
@@ -286,6 +293,7 @@ def _target_plan(
     existing: list[tuple[str, bool]] = []
     missing: list[str] = []
     issues: list[ColumnIssue] = []
+    diffs: list[DefinitionDiff] = []
     for tp in routed:
         tgt = state.catalog.table(tp.schema, tp.name)
         if tgt is None:
@@ -294,7 +302,10 @@ def _target_plan(
         existing.append((tp.qualname, tp.qualname not in state.tables_with_rows))
         src = source.table(tp.schema, tp.name)
         assert src is not None
-        issues += column_issues(src, tgt)
+        found = column_issues(src, tgt)
+        issues += found
+        named = {issue.column for issue in found}
+        diffs += [d for d in definition_differences(src, tgt) if d.column not in named]
     extensions = sorted({e for s in schemas for e in source.extension_needs.get(s, ())})
     mode = MODE_CREATE if state.created_by_dbsplit or not existing else MODE_DATA_ONLY
     return TargetPlan(
@@ -308,6 +319,9 @@ def _target_plan(
         extensions=tuple(extensions),
         created_by_dbsplit=state.created_by_dbsplit,
         finished=state.finished,
+        # dbsplit's own tables are created from the source's DDL; a resumed run may lack
+        # constraints it has not built yet, which is no difference to report.
+        definition_diffs=tuple(diffs) if mode == MODE_DATA_ONLY else (),
     )
 
 
@@ -323,6 +337,7 @@ def _target_blockers(tp: TargetPlan, state: TargetState) -> list[str]:
             + "): create all of them (the app's migrations) or none"
         )
     blockers += [f"{name} table {issue}" for issue in tp.column_issues]
+    blockers += [f"{name} table {diff}" for diff in tp.definition_diffs]
     for qualname, empty in tp.existing_tables:
         if not empty and qualname not in state.tables_recorded:
             blockers.append(
