@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -60,6 +60,11 @@ class Column:
     #: False when binary COPY between two databases could fail for this type (arrays of
     #: user-defined types and composite types carry type OIDs, which differ between databases).
     binary_safe: bool = True
+    #: The column's collation (``"C"``, ``"default"``, ``public.german``), ``''`` for a type
+    #: without one (:func:`read_definitions`).
+    collation: str = ""
+    #: ``pg_get_expr()`` of its default, or of its generation expression; ``''`` for none.
+    default: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class Table(Qualified):
     relation_bytes: int = 0
     #: Names of user (non-internal) triggers defined on this table.
     triggers: tuple[str, ...] = ()
+    #: Its check, unique, primary key, exclusion and foreign key constraints, those inherited
+    #: from a partitioned parent left out (:func:`read_definitions`).
+    constraints: tuple[Constraint, ...] = ()
 
     @property
     def has_data(self) -> bool:
@@ -97,6 +105,17 @@ class Table(Qualified):
             if col.name == name:
                 return col
         return None
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A table constraint as ``pg_get_constraintdef()`` writes it."""
+
+    name: str
+    #: ``'c'`` check, ``'f'`` foreign key, ``'p'`` primary key, ``'u'`` unique, ``'x'`` exclusion.
+    kind: str
+    #: E.g. ``CHECK ((balance >= (-1000)::numeric))``, ``UNIQUE (code)``.
+    definition: str
 
 
 @dataclass(frozen=True)
@@ -235,6 +254,7 @@ def _read(cur: psycopg.Cursor[Any], hidden: list[str], version: int) -> Catalog:
         )
         for r in cur.fetchall()
     )
+    tables = read_definitions(cur, hidden, tables)
     cur.execute(_SEQUENCES, {"hidden": hidden})
     sequences = tuple(
         Sequence(r[0], r[1], (r[2], r[3], r[4]) if r[2] is not None else None)
@@ -420,4 +440,61 @@ WHERE {_USER_NS} AND e.extname <> 'plpgsql'
 EXCEPT
 SELECT n.nspname, 'plpgsql' FROM pg_namespace n
 ORDER BY 1, 2
+"""
+
+
+# ----- column and constraint definitions (compared by verify and plan) ----------------------
+
+
+def read_definitions(
+    cur: psycopg.Cursor[Any], hidden: list[str], tables: tuple[Table, ...]
+) -> tuple[Table, ...]:
+    """``tables`` with their columns' collations and defaults, and their constraints.
+
+    Needs an empty ``search_path`` (as :func:`read_catalog` sets it), so that every name in an
+    expression is schema-qualified the same way on every server.
+    """
+    cur.execute(_COLUMN_DEFINITIONS, {"hidden": hidden})
+    columns = {(r[0], r[1], r[2]): (str(r[3]), str(r[4])) for r in cur.fetchall()}
+    cur.execute(_CONSTRAINTS, {"hidden": hidden})
+    constraints: dict[tuple[str, str], list[Constraint]] = {}
+    for schema, table, name, kind, definition in cur.fetchall():
+        constraints.setdefault((schema, table), []).append(Constraint(name, kind, definition))
+
+    def column(t: Table, c: Column) -> Column:
+        collation, default = columns.get((t.schema, t.name, c.name), ("", ""))
+        return replace(c, collation=collation, default=default)
+
+    return tuple(
+        replace(
+            t,
+            columns=tuple(column(t, c) for c in t.columns),
+            constraints=tuple(constraints.get((t.schema, t.name), ())),
+        )
+        for t in tables
+    )
+
+
+_COLUMN_DEFINITIONS = f"""
+SELECT n.nspname, c.relname, a.attname,
+    CASE WHEN a.attcollation = 0 THEN '' ELSE a.attcollation::regcollation::text END,
+    coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND {_USER_NS}
+"""
+
+# Constraints a partition inherits from its parent (a cloned key or foreign key, a check it
+# does not declare itself) are the parent's: compared there once.
+_CONSTRAINTS = f"""
+SELECT n.nspname, c.relname, con.conname, con.contype::text, pg_get_constraintdef(con.oid)
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE con.contype IN ('c', 'f', 'p', 'u', 'x') AND con.conparentid = 0
+  AND (con.contype <> 'c' OR con.conislocal)
+  AND c.relkind IN ('r', 'p') AND {_USER_NS}
+ORDER BY n.nspname, c.relname, con.conname
 """

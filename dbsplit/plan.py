@@ -14,6 +14,7 @@ from typing import Any
 
 from dbsplit.catalog import Catalog, ForeignKey, Qualified, Table
 from dbsplit.config import SplitConfig, Target
+from dbsplit.definitions import DefinitionDiff, definition_differences
 from dbsplit.deps import Abilities, ObjectGraph
 from dbsplit.errors import ConfigError
 from dbsplit.resolve import BLOCKED, Finding, Resolution, TargetResolution, resolve
@@ -81,6 +82,9 @@ class TargetPlan:
     extensions: tuple[str, ...]
     created_by_dbsplit: bool = False
     finished: bool = False
+    #: In ``data-only`` mode: how the app-created tables' collations, nullability, defaults
+    #: and constraints differ from the source's (verify would fail on each after the copy).
+    definition_diffs: tuple[DefinitionDiff, ...] = ()
 
 
 def _empty_catalog() -> Catalog:
@@ -165,6 +169,7 @@ class SplitPlan:
                     "created_by_dbsplit": tp.created_by_dbsplit,
                     "finished": tp.finished,
                     "resolution": self.resolution(tp.target).to_json(),
+                    "definition_differences": [str(d) for d in tp.definition_diffs],
                 }
                 for tp in self.targets
             },
@@ -215,6 +220,8 @@ class SplitPlan:
                 lines.append(f"  created here too: {', '.join(o.qualname for o in res.copies)}")
             if res.drops:
                 lines.append(f"  left out: {', '.join(o.qualname for o in res.drops)}")
+            for diff in tp.definition_diffs:
+                lines.append(f"  differs: {diff}")
         lines.append("")
         if self.blockers:
             lines.append(f"{len(self.blockers)} blocker(s):")
@@ -345,6 +352,7 @@ def _target_plan(
     existing: list[tuple[str, bool]] = []
     missing: list[str] = []
     issues: list[ColumnIssue] = []
+    diffs: list[DefinitionDiff] = []
     for tp in routed:
         tgt = state.catalog.table(tp.schema, tp.name)
         if tgt is None:
@@ -353,7 +361,10 @@ def _target_plan(
         existing.append((tp.qualname, tp.qualname not in state.tables_with_rows))
         src = source.table(tp.schema, tp.name)
         assert src is not None
-        issues += column_issues(src, tgt)
+        found = column_issues(src, tgt)
+        issues += found
+        named = {issue.column for issue in found}
+        diffs += [d for d in definition_differences(src, tgt) if d.column not in named]
     extensions = sorted({e for s in schemas for e in source.extension_needs.get(s, ())})
     mode = MODE_CREATE if state.created_by_dbsplit or not existing else MODE_DATA_ONLY
     return TargetPlan(
@@ -367,6 +378,9 @@ def _target_plan(
         extensions=tuple(extensions),
         created_by_dbsplit=state.created_by_dbsplit,
         finished=state.finished,
+        # dbsplit's own tables are created from the source's DDL; a resumed run may lack
+        # constraints it has not built yet, which is no difference to report.
+        definition_diffs=tuple(diffs) if mode == MODE_DATA_ONLY else (),
     )
 
 
@@ -382,6 +396,7 @@ def _target_blockers(tp: TargetPlan, state: TargetState) -> list[str]:
             + "): create all of them (the app's migrations) or none"
         )
     blockers += [f"{name} table {issue}" for issue in tp.column_issues]
+    blockers += [f"{name} table {diff}" for diff in tp.definition_diffs]
     for qualname, empty in tp.existing_tables:
         if not empty and qualname not in state.tables_recorded:
             blockers.append(

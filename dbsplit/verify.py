@@ -7,6 +7,10 @@ What is checked, for every table of the source:
   in neither; an excluded table (``public._prisma_migrations``) is not compared, since each
   database keeps its own (the app's migrations write it on the targets); a target
   holds no table the source lacks. dbsplit's bookkeeping schema (``_dbsplit``) is ignored.
+- **Definitions.** Each copied table's column collations, nullability and defaults (identity and
+  generation expressions included) and its constraints equal the source's
+  (:mod:`dbsplit.definitions`): what the rows cannot show, for tables the app's migrations
+  created on a target.
 - **Rows.** Row count and an order-independent checksum (:mod:`dbsplit.checksum`) computed inside
   each server. Tables with a single integer primary key larger than ``chunk_rows`` rows are
   split into key ranges ``[lo, hi)`` computed in parallel on both sides, and a range that differs
@@ -55,6 +59,7 @@ from dbsplit.checksum import (
 )
 from dbsplit.config import SplitConfig, Target
 from dbsplit.connect import connect
+from dbsplit.definitions import definition_differences
 from dbsplit.urls import PgUrl
 from dbsplit.verify_report import (
     SIDE_LABEL,
@@ -250,6 +255,7 @@ def _plan(
                 TableCheck(table.schema, table.name, target, "columns differ", detail=mismatch)
             )
             continue
+        problems += [f"{SIDE_LABEL[target]} {diff}" for diff in definition_differences(table, copy)]
         if not table.has_data:
             continue  # a partitioned parent: its leaves are compared one by one
         key = _integer_key(table)
