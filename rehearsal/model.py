@@ -74,6 +74,8 @@ class Rehearsal:
     requests: list[Request] = field(default_factory=list)
     evidence: dict[str, tuple[bool, str]] = field(default_factory=dict)
     numbers: dict[str, float] = field(default_factory=dict)
+    #: Seconds ``deploy/rollback.py`` took from each point the window was killed at.
+    drills: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def now(self) -> float:
@@ -125,5 +127,6 @@ class Rehearsal:
                 "success_rate": self.success_rate(),
             },
             "evidence": {k: {"passed": v[0], "text": v[1]} for k, v in self.evidence.items()},
+            "rollback_from_each_step": self.drills,
             "notes": self.notes,
         }

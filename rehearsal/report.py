@@ -16,7 +16,9 @@ from rehearsal.checklist import Assessment, Status
 from rehearsal.model import Rehearsal
 from rehearsal.svg import requests_svg, timeline_svg
 
-#: Budgets for the numbers the rehearsal prints: (label, budget seconds or None).
+#: Budgets for the numbers the rehearsal prints: (label, budget seconds or None). The rollback
+#: from each point the window is killed at (``Rehearsal.drills``) has the rollback's budget.
+DRILL_BUDGET = 30.0
 BUDGETS: dict[str, tuple[str, float | None]] = {
     "write_freeze_s": ("write-freeze window (source read-only until healthy on split)", 120.0),
     "window_s": ("whole maintenance window (checklist: 2 hours)", 7200.0),
@@ -80,6 +82,15 @@ def _number_rows(rehearsal: Rehearsal) -> list[tuple[str, str, str, bool | None]
         value = rehearsal.numbers[key]
         within = None if budget is None else value <= budget
         rows.append((label, f"{value:.1f} s", "—" if budget is None else f"{budget:.0f} s", within))
+    for label, seconds in rehearsal.drills.items():
+        rows.append(
+            (
+                f"rollback with the window killed {label}",
+                f"{seconds:.1f} s",
+                f"{DRILL_BUDGET:.0f} s",
+                seconds <= DRILL_BUDGET,
+            )
+        )
     return rows
 
 

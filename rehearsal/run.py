@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rehearsal import caches, keep, ledger
+from rehearsal import caches, evidence, keep, ledger
 from rehearsal.checklist import assess, read_checklist
 from rehearsal.load import LoadGenerator
 from rehearsal.model import Rehearsal, Step, TableCheck, Window
-from rehearsal.report import BUDGETS, write_report
+from rehearsal.report import BUDGETS, DRILL_BUDGET, write_report
 from rehearsal.sampler import Sample, StateSampler, first
 from standins import handled_data
 from standins.host import SourceSeeder, http_json
@@ -44,6 +44,12 @@ LOAD_PATHS = (
     "/api/carriers",
     "/api/customers/count",
 )
+DRILLS = (
+    ("after the freeze", "4. Backup: pg_dump", False),
+    ("after the copy", "6. dbsplit verify", True),
+    ("after the new .env", "9. pnpm install", False),
+)
+"""Rollback drills: (label, the operation pyinfra is killed at, whether a reset follows)."""
 MAX_OPS = 8
 """The longest operations of the first deploy shown on the timeline (it fits one screen)."""
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -95,9 +101,19 @@ class Rehearse:
         self.o.say(f"[{self.r.now():7.1f}s]   done in {record.seconds:.1f}s")
 
     def pyinfra(
-        self, name: str, phase: str, deploy: str, *flags: str, ops: bool = False, **env: str
+        self,
+        name: str,
+        phase: str,
+        deploy: str,
+        *flags: str,
+        ops: bool = False,
+        refused: bool = False,
+        kill_at: str | None = None,
+        **env: str,
     ) -> Run:
-        """Run a deploy as a step (its operations as sub-steps when ``ops``); raise on failure."""
+        """Run a deploy as a step (its operations as sub-steps when ``ops``); raise on failure,
+        or, with ``refused``, unless it fails; with ``kill_at``, pyinfra is killed when that
+        operation starts (a lost laptop), which is what the step expects."""
         assert self.world is not None
         subs: list[Step] = []
 
@@ -114,7 +130,9 @@ class Rehearse:
 
         with self.step(name, phase) as record:
             start = self.r.now()
-            run = self.world.run(deploy, *flags, timeout=3600, on_line=on_line, **env)
+            run = self.world.run(
+                deploy, *flags, timeout=3600, on_line=on_line, kill_at=kill_at, **env
+            )
             end = self.r.now()
             self.runs[name] = (start, end, run)
             if subs:
@@ -126,7 +144,12 @@ class Rehearse:
             log = self.dir / "logs" / f"{len(self.runs):02d}-{deploy}.log"
             log.write_text(self._scrub(run.output), encoding="utf-8")
             record.detail = f"pyinfra {deploy}.py exit {run.returncode} ({log.name})"
-            if run.returncode != 0:
+            killed = kill_at is not None and f"[killed at: {kill_at}]" in run.output
+            if kill_at is not None and not killed:
+                raise RuntimeError(f"{deploy}.py was not killed at {kill_at!r}")
+            if refused and run.returncode == 0:
+                raise RuntimeError(f"{deploy}.py was expected to refuse, and did not")
+            if run.returncode != 0 and not refused and not killed:
                 lines = [ln for ln in _ANSI.sub("", run.output).splitlines() if ln.strip()]
                 errors = [ln for ln in lines if "error" in ln.lower()] or lines[-1:]
                 raise RuntimeError(f"{deploy}.py failed: {self._scrub(errors[-1].strip())}")
@@ -284,16 +307,7 @@ class Rehearse:
         self.r.prove(
             "deploy.preflight", "preflight passed" in text, _find(text, "preflight passed")
         )
-        self.r.prove("deploy.backup", True, "pg_dump -Fc + sha256 + pg_restore --list on the VPS")
-        self.r.prove("deploy.backup_upload", True, "uploaded to the Spaces bucket, SHA-256 checked")
-        self.r.prove("deploy.data_db", True, "handled_data and handled_data_user created")
-        self.r.prove(
-            "deploy.ca", True, f"CA written to {self.world.vps.app.app_dir if self.world else ''}"
-        )
-        self.r.prove("deploy.app_build", True, "pnpm install, db:generate, both migrations, build")
-        self.r.prove(
-            "deploy.restart", True, "pm2 restart backoffice-api backoffice-web --update-env"
-        )
+        evidence.window_facts(self.r, self.world)
         values = self.world.vps.app.read_env() if self.world else {}
         env_ok = (
             values.get("SPLIT_DB_MODE") == "true"
@@ -317,12 +331,14 @@ class Rehearse:
 
     def _tables(self) -> None:
         assert self.world is not None
-        reports = sorted((self.dir / "deploy").rglob("dbsplit-migrate-report.json"))
-        if not reports:
-            self.r.prove("split.verify", False, "no dbsplit report fetched back")
+        window = evidence.journal_state(self.world).get("window")
+        reports = sorted((self.dir / "deploy").rglob(f"dbsplit-migrate-{window}.json"))
+        checks = sorted((self.dir / "deploy").rglob(f"dbsplit-verify-{window}.json"))
+        if not reports or not checks:
+            self.r.prove("split.verify", False, f"no dbsplit reports of window {window} fetched")
             return
         data = json.loads(reports[-1].read_text(encoding="utf-8"))
-        verify = data.get("verify") or {}
+        verify = json.loads(checks[-1].read_text(encoding="utf-8"))
         self.r.tables = [
             TableCheck(
                 target=str(t.get("target")),
@@ -377,7 +393,19 @@ class Rehearse:
         )
 
     def rollback(self) -> None:
-        self.pyinfra("rollback drill (rollback.py)", "rollback", "rollback")
+        """The app has been writing in split mode (the load generator): the rollback refuses,
+        naming the rows; then, told to discard them, it dumps them first and rolls back."""
+        refused = self.pyinfra(
+            "rollback refused: the app wrote in split mode", "rollback", "rollback", refused=True
+        )
+        evidence.split_writes_refused(self.r, _ANSI.sub("", refused.output))
+        self.pyinfra(
+            "rollback drill (rollback.py)",
+            "rollback",
+            "rollback",
+            HANDLED_DISCARD_SPLIT_WRITES="yes",
+        )
+        evidence.split_writes_dumped(self.r, self.world)
 
     def reset_and_redeploy(self) -> None:
         self.pyinfra(
@@ -399,11 +427,38 @@ class Rehearse:
 
     def restore(self) -> None:
         assert self.world is not None
-        dump = self.world.vps.ssh.home / "backups" / "handled-pre-split.dump"
-        if dump.exists():
+        window = evidence.journal_state(self.world).get("window")
+        for dump in (self.world.vps.ssh.home / "backups").glob(f"*-{window}.dump"):
             dump.unlink()  # restore from the copy in Spaces, as after losing the VPS's disk
-        run = self.pyinfra("restore drill from Spaces (restore.py)", "restore", "restore")
+        run = self.pyinfra(
+            "restore drill from Spaces (restore.py)",
+            "restore",
+            "restore",
+            # the drill knowingly replaces what the app wrote since the backup, on the old
+            # database and in split mode (those rows are dumped first)
+            HANDLED_CONFIRM_RESTORE="yes",
+            HANDLED_RESTORE_OVER_NEWER_WRITES="yes",
+            HANDLED_DISCARD_SPLIT_WRITES="yes",
+        )
         self.r.numbers["restore_s"] = run.seconds
+
+    def rollback_from_each_step(self) -> None:
+        """The window killed after the freeze, after the copy and after the new ``.env``, each
+        time rolled back (timed); the split is reset where it went stale."""
+        self.pyinfra(
+            "reset before the drills", "drills", "reset_split", HANDLED_CONFIRM_RESET="yes"
+        )
+        for label, kill_at, stale in DRILLS:
+            self.pyinfra(f"window killed {label}", "drills", "production", kill_at=kill_at)
+            run = self.pyinfra(f"rollback {label}", "drills", "rollback")
+            self.r.drills[label] = run.seconds
+            if stale:
+                self.pyinfra(
+                    f"reset after the drill {label}",
+                    "drills",
+                    "reset_split",
+                    HANDLED_CONFIRM_RESET="yes",
+                )
 
     # ----- numbers -----------------------------------------------------------------------------
 
@@ -416,7 +471,9 @@ class Rehearse:
         if first_deploy:
             start, end, _ = first_deploy
             self._window(samples, start, end)
-            migrate = [s for s in self.ops if "dbsplit migrate" in s.name]
+            migrate = [
+                s for s in self.ops if "dbsplit migrate" in s.name or "dbsplit verify" in s.name
+            ]
             migrate = [s for s in migrate if start <= s.start <= end]
             if migrate:
                 self.r.numbers["migration_s"] = sum(s.seconds for s in migrate)
@@ -440,7 +497,7 @@ class Rehearse:
             for s in self.r.steps
             if s.phase == "operation"
             and start <= s.start <= end
-            and s.name.strip().startswith("3.")
+            and s.name.strip().startswith("2.")
         ]
         failed = [q.at for q in self.r.requests if not q.ok and start <= q.at <= end]
         candidates = [t for t in (stop_steps[0].start if stop_steps else None,) if t is not None]
@@ -473,6 +530,7 @@ class Rehearse:
             self.reset_and_redeploy()
             self.rerun()
             self.restore()
+            self.rollback_from_each_step()
         except Exception as exc:  # recorded as the failed step; the report still gets written
             failure = exc
             self.o.say(f"FAILED: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
@@ -497,7 +555,9 @@ class Rehearse:
             if budget is not None and key in self.r.numbers and self.r.numbers[key] > budget:
                 return False
         required = ("write_freeze_s", "window_s", "rollback_s", "rerun_s", "restore_s")
-        return all(k in self.r.numbers for k in required)
+        drills = len(self.r.drills) == len(DRILLS)
+        in_time = all(v <= DRILL_BUDGET for v in self.r.drills.values())
+        return drills and in_time and all(k in self.r.numbers for k in required)
 
     def _report(self) -> Path:
         items = read_checklist(CHECKLIST)
@@ -521,6 +581,10 @@ class Rehearse:
                 mark = "" if budget is None else ("  ok" if value <= budget else "  OVER")
                 btext = "—" if budget is None else f"{budget:.0f} s"
                 self.o.say(f"{label:<60} {value:>8.1f} s {btext:>9}{mark}")
+        for label, value in self.r.drills.items():
+            mark = "  ok" if value <= DRILL_BUDGET else "  OVER"
+            name = f"rollback with the window killed {label}"
+            self.o.say(f"{name:<60} {value:>8.1f} s {DRILL_BUDGET:>7.0f} s{mark}")
         rate = self.r.success_rate()
         if rate is not None:
             failed = sum(not q.ok for q in self.r.requests)
