@@ -13,11 +13,17 @@ one starts from:
    off: the re-run stops at the copy ("the source changed since"); rollback; reset;
 6. pyinfra killed after the copy, then a hand unfreeze and writes: the re-run stops at the
    copy again; rollback;
-7. pyinfra killed after the new ``.env``: rollback puts the old one back, healthy.
+7. pyinfra killed after the new ``.env``: rollback puts the old one back, healthy;
+8. the backup's disk fills up during the dump (a real tmpfs): the window stops there, frozen,
+   and the rollback brings the app back.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import subprocess
 from typing import Any
 
 import psycopg
@@ -200,3 +206,37 @@ def test_killed_after_the_env_rollback_puts_it_back(window: Window) -> None:
     assert_no_secret(window, "\n".join(str(e) for e in journal(window)), "the journal")
     print("\nrollback times: " + ", ".join(f"{k} {v:.1f}s" for k, v in TIMES.items()))
     assert all(v < 30 for v in TIMES.values()), TIMES
+
+
+def test_a_full_disk_during_the_backup_stops_the_window(window: Window) -> None:
+    reset(window)  # the split went stale at the previous rollback
+    backups = window.vps.ssh.home / "backups"
+    entry = pwd.getpwnam(window.vps.ssh.user)
+    options = f"size=64m,mode=0700,uid={entry.pw_uid},gid={entry.pw_gid}"
+    saved = backups.with_name("backups.saved")
+    backups.rename(saved)
+    backups.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(backups)], check=True)
+    try:
+
+        def fill_the_disk(line: str) -> None:
+            if "Starting operation: 4. Backup: pg_dump" in line:  # after the preflight passed
+                fd = os.open(backups / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.posix_fallocate(fd, 0, shutil.disk_usage(backups).free - 8192)
+                finally:
+                    os.close(fd)
+
+        run = window.run("production", on_line=fill_the_disk)
+        assert run.returncode != 0, str(run)
+        assert "No space left on device" in run.output, str(run)
+        failed = [e for e in journal(window) if e["event"] == "failed"]
+        assert failed[-1]["step"] == "backup", failed
+        assert freeze_check(window).ok, "stopped frozen, after the freeze"
+        assert window.vps.app.read_env()["SPLIT_DB_MODE"] == "false"
+        (backups / "filler").unlink()
+        rollback_to_single(window, "after a full disk")
+    finally:
+        subprocess.run(["umount", "-l", str(backups)], check=False)
+        backups.rmdir()
+        saved.rename(backups)

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import pwd
+import signal
 import stat
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -243,3 +248,55 @@ def test_restore_from_spaces(window: Window) -> None:
         ).fetchone()
     assert row == (0,), "handled_data is dropped (after its dump) by the full restore"
     assert_no_secret(window, run.output, "restore output")
+
+
+def _source_sums(window: Window) -> dict[str, object]:
+    from dbsplit.fingerprint import checksums
+    from dbsplit.urls import parse
+
+    found = checksums(parse(window.vps.source.url(window.vps.source_db)))
+    return dict(found["tables"])
+
+
+def test_pg_restore_killed_half_way_leaves_the_source_as_it_was(window: Window) -> None:
+    before = _source_sums(window)
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_pg_restore() -> None:
+        while not stop.is_set() and not killed:
+            for entry in Path("/proc").iterdir():
+                try:
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if argv and argv[0].endswith(b"pg_restore") and b"--list" not in argv:
+                    pid = int(entry.name)
+                    os.kill(pid, signal.SIGSTOP)  # caught mid-stream: then it dies there
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    break
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=kill_pg_restore, daemon=True)
+    watcher.start()
+    try:
+        run = window.run(
+            "restore", HANDLED_CONFIRM_RESTORE="yes", HANDLED_RESTORE_OVER_NEWER_WRITES="yes"
+        )
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+    assert killed, "pg_restore was never seen"
+    assert run.returncode != 0, str(run)
+    assert "pg_restore failed, nothing was committed" in run.output, str(run)
+    assert _source_sums(window) == before, "the source is as it was"
+    with window.vps.source.connect() as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            [window.vps.source_db + "_restore_%"],
+        ).fetchall()
+    assert left == [], "the half-restored database is dropped"
+    back = window.run("rollback")
+    assert back.returncode == 0, str(back)
+    assert window.health().get("mode") == "single"
