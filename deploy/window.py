@@ -155,6 +155,18 @@ class Window:
             auth_secret=self.secrets.require("AUTH_SECRET"),
         )
 
+    def bucket(self) -> dict[str, Any]:
+        """Where files go in Spaces: the stack's bucket, endpoint and region, and how to talk to
+        it (the fields of :class:`deploy.remote.spaces.Bucket`)."""
+        s, stack = self.settings, self.stack
+        return {
+            "endpoint": stack.endpoint,
+            "region": stack.region,
+            "bucket": stack.bucket,
+            "addressing_style": s.s3_addressing_style,
+            "multipart_chunk": s.multipart_chunk_mb << 20,
+        }
+
     def s3_secrets(self) -> dict[str, str]:
         """The Spaces key pair."""
         return {

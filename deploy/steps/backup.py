@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pyinfra.api.operation import operation
 from pyinfra.context import host
 
@@ -14,15 +12,9 @@ from deploy.window import Window
 
 def query(window: Window) -> remote.BackupQuery:
     s = window.settings
-    stack = window.stack
-    bucket: dict[str, Any] = {
-        "endpoint": stack.endpoint,
-        "region": stack.region,
-        "bucket": stack.bucket,
-        "addressing_style": s.s3_addressing_style,
-        "multipart_chunk": s.multipart_chunk_mb << 20,
-    }
-    return remote.BackupQuery(s.backup_dir, s.backup_prefix, s.venv, s.backup_key_prefix, bucket)
+    return remote.BackupQuery(
+        s.backup_dir, s.backup_prefix, s.venv, s.backup_key_prefix, window.bucket()
+    )
 
 
 def _state(window: Window) -> remote.BackupState:

@@ -14,14 +14,6 @@ from deploy.window import Window
 
 def query(window: Window) -> remote.ResetQuery:
     s = window.settings
-    stack = window.stack
-    bucket: dict[str, Any] = {
-        "endpoint": stack.endpoint,
-        "region": stack.region,
-        "bucket": stack.bucket,
-        "addressing_style": s.s3_addressing_style,
-        "multipart_chunk": s.multipart_chunk_mb << 20,
-    }
     return remote.ResetQuery(
         s.health_url,
         s.env_file,
@@ -29,7 +21,7 @@ def query(window: Window) -> remote.ResetQuery:
         s.data_db,
         s.backup_dir,
         s.backup_key_prefix,
-        bucket,
+        window.bucket(),
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pyinfra.api.operation import operation
 from pyinfra.context import host
 
@@ -16,14 +14,6 @@ def query(
     window: Window, *, sha256: str = "", over_newer_writes: bool = False
 ) -> remote.RestoreQuery:
     s = window.settings
-    stack = window.stack
-    bucket: dict[str, Any] = {
-        "endpoint": stack.endpoint,
-        "region": stack.region,
-        "bucket": stack.bucket,
-        "addressing_style": s.s3_addressing_style,
-        "multipart_chunk": s.multipart_chunk_mb << 20,
-    }
     return remote.RestoreQuery(
         backup_dir=s.backup_dir,
         prefix=s.backup_prefix,
@@ -31,7 +21,7 @@ def query(
         source_db=s.source_db,
         data_db=s.data_db,
         key_prefix=s.backup_key_prefix,
-        bucket=bucket,
+        bucket=window.bucket(),
         backup_name=str(host.data.get("backup_name") or ""),
         sha256=sha256,
         over_newer_writes=over_newer_writes,

@@ -28,16 +28,7 @@ EXCLUDED = ["public._prisma_migrations"]
 
 def _query(window: Window, *, bucket: bool) -> remote.SplitWritesQuery:
     s = window.settings
-    where: dict[str, Any] = {}
-    if bucket:
-        stack = window.stack
-        where = {
-            "endpoint": stack.endpoint,
-            "region": stack.region,
-            "bucket": stack.bucket,
-            "addressing_style": s.s3_addressing_style,
-            "multipart_chunk": s.multipart_chunk_mb << 20,
-        }
+    where = window.bucket() if bucket else {}
     return remote.SplitWritesQuery(EXCLUDED, s.backup_dir, s.backup_key_prefix, where)
 
 
