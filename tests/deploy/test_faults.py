@@ -15,7 +15,9 @@ one starts from:
    copy again; rollback;
 7. pyinfra killed after the new ``.env``: rollback puts the old one back, healthy;
 8. the backup's disk fills up during the dump (a real tmpfs): the window stops there, frozen,
-   and the rollback brings the app back.
+   and the rollback brings the app back;
+9. the health gate fails (a stale URL in the deploy user's environment): the window rolls back
+   by itself, nothing lost.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import pytest
 
 from dbsplit.freeze import unfreeze
 from dbsplit.urls import parse
-from standins.window import BUCKET, Run, Window
+from standins.host import http_json
+from standins.window import BUCKET, ProcSampler, Run, Window
 from tests.deploy.helpers import (
     assert_no_secret,
     changed,
@@ -240,3 +243,42 @@ def test_a_full_disk_during_the_backup_stops_the_window(window: Window) -> None:
         subprocess.run(["umount", "-l", str(backups)], check=False)
         backups.rmdir()
         saved.rename(backups)
+
+
+STALE = "postgresql://stale:stale@127.0.0.1:1/nowhere?pgbouncer=true"
+
+
+def test_a_failed_health_gate_rolls_back_without_losing_rows(window: Window) -> None:
+    """The deploy user's login environment exports a stale ``PRIMARY_DATABASE_URL``, which
+    ``pm2 restart --update-env`` hands to the app, where it wins over the new ``.env`` (dotenv
+    never overrides the environment): in split mode the API cannot reach PRIMARY."""
+    api = window.vps.app.api_url
+    for _ in range(3):
+        assert http_json(f"{api}/api/integration-runs", method="POST", payload={}).status == 201
+    runs_before = count(window, "integration.runs")
+    users_before = count(window, "config.users")
+    env_before = window.vps.app.env_path.read_bytes()
+    profile = window.vps.ssh.home / ".handled-env.sh"
+    shadowed = profile.read_bytes()
+    with profile.open("a", encoding="utf-8") as handle:
+        handle.write(f"export PRIMARY_DATABASE_URL='{STALE}'\n")
+    try:
+        with ProcSampler() as sampler:
+            run = window.run("production", "-vv", HANDLED_HEALTH_TIMEOUT="10")
+    finally:
+        profile.write_bytes(shadowed)
+    assert run.returncode != 0, str(run)
+    assert "health gate failed; rolled back" in run.output, str(run)
+    assert "primary not connected" in run.output, str(run)
+    print(f"\nwindow with failed gate and automatic rollback: {run.seconds:.1f}s")
+    health = window.health()
+    assert (health.get("status"), health.get("mode")) == ("ok", "single"), health
+    assert not frozen(window)
+    assert window.vps.app.env_path.read_bytes() == env_before
+    assert count(window, "integration.runs") == runs_before
+    assert count(window, "config.users") == users_before
+    assert http_json(f"{api}/api/integration-runs", method="POST", payload={}).status == 201
+    assert_no_secret(window, run.output, "the output")
+    assert_no_secret(window, "\n".join(sampler.seen), "a command line")
+    for log in window.logs():
+        assert_no_secret(window, log.read_text(errors="replace"), f"log {log}")
