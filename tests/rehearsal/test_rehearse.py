@@ -221,8 +221,11 @@ def _secrets(env_file: Path) -> list[str]:
         assert word == "export"
         key, _, value = assignment.partition("=")
         values[key] = value
-    found = [values["AUTH_SECRET"], values["SPACES_SECRET_ACCESS_KEY"]]
+    found = [values["SPACES_SECRET_ACCESS_KEY"]]
     found += [p for v in values.values() if (p := urlsplit(v).password)]
+    outputs = json.loads(Path(values["HANDLED_STACK_OUTPUTS"]).read_text())  # the stack's secrets
+    found.append(outputs["authSecret"])
+    found += [p for v in outputs.values() if (p := urlsplit(str(v)).password)]
     service = Path(values["PGSERVICEFILE"]).read_text()
     found += re.findall(r"^password=(.+)$", service, flags=re.MULTILINE)
     return found
@@ -232,6 +235,8 @@ def test_keep_prints_commands_and_no_secret(run: Run) -> None:
     assert set(LABELS) <= set(run.commands), run.commands
     env_file = Path(shlex.split(run.commands["env"])[0])
     assert env_file.stat().st_mode & 0o777 == 0o600
+    outputs = re.findall(r"HANDLED_STACK_OUTPUTS=(\S+)", env_file.read_text())[0].strip("'")
+    assert Path(outputs).stat().st_mode & 0o777 == 0o600
     secrets = _secrets(env_file)
     assert len(secrets) >= 10
     service = Path(re.findall(r"PGSERVICEFILE=(\S+)", env_file.read_text())[0].strip("'"))
