@@ -16,10 +16,10 @@ from typing import Any
 
 import psycopg
 
-from dbsplit import __version__
+from dbsplit import __version__, watchdog
 from dbsplit.config import SplitConfig, load_config
 from dbsplit.connect import first_line
-from dbsplit.errors import SplitError, StateError, UsageError
+from dbsplit.errors import LostError, SplitError, StateError, UsageError
 from dbsplit.report import write_json
 from dbsplit.urls import DO_DIRECT_PORT, DO_POOL_PORT, PRISMA_ONLY_PARAMS, PgUrl, parse
 
@@ -33,6 +33,8 @@ exit codes:
   3  unsafe state: the source is not frozen (migrate), changed since the copy's snapshot,
      or cannot be frozen safely; or a target holds state dbsplit cannot continue from
   4  unexpected failure while working
+  5  a server stopped answering mid-step (a dead network or a hung server, noticed
+     within about 20 s): what it was doing is rolled back; re-run the same command
 
 connections (passwords never appear in output):
   --source   default $OLD_DATABASE_URL
@@ -133,17 +135,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dbsplit``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return _dispatch(args)
-    except SplitError as exc:
-        _error(str(exc))
-        return exc.exit_code
-    except psycopg.Error as exc:
-        _error(f"unexpected database error: {first_line(exc)}")
-        return SplitError.exit_code
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+    with watchdog.watching():
+        try:
+            return _dispatch(args)
+        except SplitError as exc:
+            # A server lost mid-step makes whatever used it fail: report the loss.
+            cause = watchdog.cause(exc)
+            _error(str(cause))
+            return cause.exit_code
+        except psycopg.Error as exc:
+            lost = watchdog.lost()
+            if lost is not None:
+                _error(str(lost.error()))
+                return LostError.exit_code
+            _error(f"unexpected database error: {first_line(exc)}")
+            return SplitError.exit_code
+        except KeyboardInterrupt:
+            _error("interrupted")
+            return 130
 
 
 def _error(message: str) -> None:

@@ -15,24 +15,27 @@ leaf partitions directly, never through the partitioned parent.
 from __future__ import annotations
 
 import ctypes
+import functools
+import itertools
 import math
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import pq, sql
 
-from dbsplit import state
+from dbsplit import state, watchdog
 from dbsplit.catalog import Table
 from dbsplit.config import Target
-from dbsplit.connect import connect, first_line
-from dbsplit.errors import SplitError
+from dbsplit.connect import connect, first_line, lost_reason
+from dbsplit.errors import LostError, SplitError
 from dbsplit.urls import PgUrl
 
 #: Bytes gathered from COPY OUT (one block per row) before one write to COPY IN.
@@ -78,6 +81,12 @@ class Part:
     @property
     def whole(self) -> bool:
         return self.parts == 1
+
+    @property
+    def label(self) -> str:
+        """What copying the part is, in a message."""
+        part = "" if self.whole else f" (part {self.part + 1}/{self.parts})"
+        return f"COPY of {self.qualname}{part}"
 
 
 @dataclass(frozen=True)
@@ -198,7 +207,9 @@ def _stream(
         buf += data
         if len(buf) >= BATCH_BYTES:
             nbytes += len(buf)
+            started = time.monotonic()
             _put(put(buf), in_pg)
+            _stalled[0] = max(_stalled[0], time.monotonic() - started)
             buf.clear()
     if buf:
         nbytes += len(buf)
@@ -207,6 +218,12 @@ def _stream(
     _put(in_pg.put_copy_end(), in_pg)
     rows = _finish(in_pg, "target")
     return rows, nbytes
+
+
+#: The longest a write to the target blocked during the current part. A peer that stops
+#: taking the stream blocks a write until ``tcp_user_timeout`` ends the connection; libpq
+#: then reports the broken connection only later, as "unexpected eof" or "closed".
+_stalled = [0.0]
 
 
 def _expect(result: pq.abc.PGresult, status: pq.ExecStatus, side: str) -> None:
@@ -277,6 +294,7 @@ def _init_worker(source: PgUrl, targets: dict[Target, PgUrl], snapshot: str, par
     # An initializer that raises makes the pool respawn workers forever: keep the error for
     # the first task instead.
     _worker["urls"] = targets
+    _worker["source_url"] = source
     _worker["targets"] = {}
     try:
         src = connect(source, what="source")
@@ -304,8 +322,19 @@ def _run_part(part: Part) -> PartResult:
             # copies that part again: no need to wait for the WAL flush.
             tgt.execute("SET synchronous_commit = off")
             conns[part.target] = tgt
+        _stalled[0] = 0.0
         return copy_part(_worker["source"], tgt, part)
     except psycopg.Error as exc:
+        sides = (
+            (conns.get(part.target), name, _worker["urls"][part.target]),
+            (_worker["source"], "source", _worker["source_url"]),
+        )
+        for conn, what, url in sides:
+            if conn is not None and conn.broken:
+                # This process has no heartbeat: it names the break itself.
+                message = conn.pgconn.error_message.decode("utf-8", "replace")
+                reason = lost_reason(message, _stalled[0] if conn is tgt else 0.0)
+                raise watchdog.lost_error(what, url.redacted(), reason, (part.label,)) from None
         raise SplitError(
             f"copy of {part.qualname} (part {part.part + 1}/{part.parts}) to {name} failed: "
             f"{first_line(exc)}"
@@ -324,6 +353,8 @@ class Workers:
         self, *, source: PgUrl, targets: dict[Target, PgUrl], snapshot: str, jobs: int
     ) -> None:
         self.jobs = max(1, jobs)
+        self._source = source.redacted()
+        self._targets = {t: u.redacted() for t, u in targets.items()}
         ctx = multiprocessing.get_context("spawn")
         self._pool = ctx.Pool(
             self.jobs,
@@ -340,8 +371,57 @@ class Workers:
 
     def run(self, parts: list[Part], on_done: Callable[[PartResult], None]) -> None:
         """Copy ``parts``, costliest first (so the index builds left after the last rows are
-        small ones), calling ``on_done`` in this process as each one commits."""
-        ordered = sorted(parts, key=lambda p: p.cost, reverse=True)
-        results: Iterator[PartResult] = self._pool.imap_unordered(_run_part, ordered, chunksize=1)
-        for result in results:
-            on_done(result)
+        small ones), calling ``on_done`` in this process as each one commits.
+
+        One part per worker is handed out at a time, so the parts in flight are known: a
+        server lost meanwhile (:mod:`dbsplit.watchdog`) ends the copy, naming them.
+        """
+        ordered = iter(enumerate(sorted(parts, key=lambda p: p.cost, reverse=True)))
+        ended: queue.SimpleQueue[tuple[int, PartResult | BaseException]] = queue.SimpleQueue()
+        running: dict[int, Part] = {}
+
+        def submit() -> None:
+            for i, part in itertools.islice(ordered, 1):
+                running[i] = part
+                self._pool.apply_async(
+                    _run_part,
+                    (part,),
+                    callback=functools.partial(_ended, ended, i),
+                    error_callback=functools.partial(_ended, ended, i),
+                )
+
+        for _ in range(self.jobs):
+            submit()
+        while running:
+            try:
+                i, outcome = ended.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                self._raise_if_lost(running.values())
+                continue
+            running.pop(i)
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, LostError):
+                    watchdog.sever(outcome.server, "lost by a copy worker")
+                raise outcome
+            on_done(outcome)
+            submit()
+
+    def _raise_if_lost(self, running: Iterable[Part]) -> None:
+        lost = watchdog.lost()
+        if lost is None:
+            return
+        key = lost.server.key
+        during = tuple(p.label for p in running if key in (self._source, self._targets[p.target]))
+        raise lost.error(during or None)
+
+
+#: How often the copy's main process looks for a lost server while it waits for the workers.
+_POLL_SECONDS = 0.5
+
+
+def _ended(
+    ended: queue.SimpleQueue[tuple[int, PartResult | BaseException]],
+    index: int,
+    outcome: PartResult | BaseException,
+) -> None:
+    ended.put((index, outcome))

@@ -6,6 +6,8 @@
      ├── UsageError                 exit 2: bad arguments, a malformed URL, a missing variable,
      │    └── ConfigError                   an unreadable or wrong split.toml
      ├── ConnectError               exit 2: a server that cannot be reached or refuses the login
+     │    └── LostError             exit 5: a server stopped answering mid-step (a dead network,
+     │                                      a hung server): its work rolled back; re-run resumes
      ├── BlockedError               exit 1: the plan has blockers; nothing was written
      ├── VerifyError                exit 1: a target differs from the source
      └── StateError                 exit 3: a target or run state dbsplit cannot safely continue
@@ -37,6 +39,23 @@ class ConnectError(SplitError):
     """A database server cannot be reached, or refuses the connection."""
 
     exit_code = 2
+
+
+class LostError(ConnectError):
+    """A server stopped answering while dbsplit worked with it (:mod:`dbsplit.watchdog`).
+
+    What the server was doing is rolled back (each step commits with its own record), so the
+    same command re-run resumes. ``server`` is the server's redacted URL.
+    """
+
+    exit_code = 5
+
+    def __init__(self, message: str, server: str = "") -> None:
+        super().__init__(message, server)
+        self.server = server
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class BlockedError(SplitError):

@@ -24,7 +24,7 @@ from dbsplit.urls import PgUrl
 def checksums(url: PgUrl, *, jobs: int = 2) -> dict[str, Any]:
     """``{"tables": {"schema.table": {"rows": n, "sum": "..."}}, "position": ...}`` for every
     table holding rows (partition leaves, not their parents), read in one snapshot each."""
-    with connect(url, what="database", autocommit=True) as conn:
+    with connect(url, what="database", autocommit=True, short_statements=True) as conn:
         catalog = read_catalog(conn)
         position = freezing.write_position(conn)
     tables = [t for t in catalog.tables if t.has_data]

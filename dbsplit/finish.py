@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbsplit import state
+from dbsplit import state, watchdog
 from dbsplit.catalog import Catalog, ForeignKey, Relation
 from dbsplit.connect import first_line
 from dbsplit.errors import SplitError
@@ -46,7 +46,7 @@ def add_foreign_key(
     invalid_on_source = definition.endswith(_NOT_VALID)
     body = definition.removesuffix(_NOT_VALID)
     try:
-        with conn.transaction():
+        with watchdog.doing(f"foreign key {name} on {schema}.{table}"), conn.transaction():
             row = conn.execute(
                 "SELECT convalidated FROM pg_constraint"
                 " WHERE conrelid = format('%%I.%%I', %s::text, %s::text)::regclass"

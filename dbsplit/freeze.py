@@ -44,6 +44,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from dbsplit import watchdog
 from dbsplit.connect import connect, first_line
 from dbsplit.errors import SplitError, StateError, UsageError
 from dbsplit.urls import PgUrl
@@ -329,6 +330,8 @@ def _read_write_overrides(conn: psycopg.Connection[Any]) -> list[tuple[str, str]
 def _other_sessions(
     conn: psycopg.Connection[Any], own_pids: tuple[int, ...]
 ) -> list[tuple[int, str, str, str]]:
+    # This process's heartbeat session (read-only, SELECT 1) is dbsplit's own too.
+    own_pids = (*own_pids, *watchdog.heartbeat_pids(conn))
     rows = conn.execute(
         "SELECT pid, coalesce(usename, '?'), coalesce(application_name, ''),"
         " coalesce(state, '?') FROM pg_stat_activity"
@@ -361,7 +364,7 @@ def _prepared(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
 
 def check_source(source: PgUrl) -> FreezeCheck:
     """:func:`check` on a new connection to ``source``."""
-    with connect(source, what="source", autocommit=True) as conn:
+    with connect(source, what="source", autocommit=True, short_statements=True) as conn:
         return check(conn)
 
 
@@ -388,7 +391,7 @@ def freeze(source: PgUrl) -> FreezeState:
     database then stays frozen: run ``dbsplit freeze`` again once the cause is gone).
     """
     dbname = _dbname(source)
-    with connect(source, what="source", autocommit=True) as conn:
+    with connect(source, what="source", autocommit=True, short_statements=True) as conn:
         _writable_session(conn)
         _require_power(conn, dbname)
         prepared = _prepared(conn)
@@ -419,7 +422,7 @@ def freeze(source: PgUrl) -> FreezeState:
 def unfreeze(source: PgUrl) -> FreezeState:
     """Give ``CONNECT`` back to exactly the roles that had it, and make the database writable."""
     dbname = _dbname(source)
-    with connect(source, what="source", autocommit=True) as conn:
+    with connect(source, what="source", autocommit=True, short_statements=True) as conn:
         _writable_session(conn)
         record = _frozen_record(conn)
         read_only = bool(

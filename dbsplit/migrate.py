@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from dbsplit import autovacuum, copy, finish, pgtools, schema, state, tailor
+from dbsplit import autovacuum, copy, finish, pgtools, schema, state, tailor, watchdog
 from dbsplit import freeze as freezing
 from dbsplit.catalog import Catalog, Relation, Sequence, read_catalog
 from dbsplit.config import SplitConfig, Target
@@ -104,7 +104,7 @@ def session(
     """
     urls = {Target.PRIMARY: primary, Target.DATA: data}
     with ExitStack() as stack:
-        src = stack.enter_context(connect(source, what="source"))
+        src = stack.enter_context(connect(source, what="source", short_statements=True))
         frozen = None
         try:
             src.commit()
@@ -122,6 +122,8 @@ def session(
         except psycopg.Error as exc:
             raise SplitError(f"cannot read the source catalog: {first_line(exc)}") from None
         conns = {
+            # Not short: a rerun's look for rows may scan a table full of an aborted part's
+            # dead rows, and these sessions also validate and refresh.
             t: stack.enter_context(connect(u, what=t.value.upper(), autocommit=True))
             for t, u in urls.items()
         }
@@ -178,14 +180,17 @@ def migrate(
     t0 = time.monotonic()
     out.step("STEP 1/7: check the source is frozen, read the catalogs and plan")
     strict = not opts.allow_writable_source
-    with session(
-        source=source,
-        primary=primary,
-        data=data,
-        config=config,
-        drop_cross_db_fks=opts.drop_cross_db_fks,
-        require_frozen=strict,
-    ) as s:
+    with (
+        watchdog.doing("migrate"),
+        session(
+            source=source,
+            primary=primary,
+            data=data,
+            config=config,
+            drop_cross_db_fks=opts.drop_cross_db_fks,
+            require_frozen=strict,
+        ) as s,
+    ):
         plan = s.plan
         if not plan.ok:
             more = f" (and {len(plan.blockers) - 1} more: see dbsplit plan)"
@@ -405,6 +410,17 @@ def _copy(
     s.src.rollback()  # the snapshot is no longer needed
 
 
+#: What each timed part of migrate is, in a message about a lost server.
+_STEP_LABELS = {
+    "prepare": "STEP 2/7 (preparing the targets)",
+    "copy": "STEP 3/7 (the copy of the rows)",
+    "post-data": "STEP 4/7 (keys and indexes)",
+    "foreign keys": "STEP 5/7 (foreign keys)",
+    "sequences": "STEP 6/7 (sequences)",
+    "materialized views": "STEP 7/7 (materialized views)",
+}
+
+
 class _Timer:
     def __init__(self, report: MigrateReport) -> None:
         self.report = report
@@ -412,7 +428,8 @@ class _Timer:
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         t0 = time.monotonic()
-        yield
+        with watchdog.doing(_STEP_LABELS[name]):
+            yield
         self.report.steps.append({"step": name, "seconds": round(time.monotonic() - t0, 3)})
 
 

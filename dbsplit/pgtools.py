@@ -8,6 +8,7 @@ the URL decides where the child connects.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
+from dbsplit import watchdog
+from dbsplit.connect import libpq_params
 from dbsplit.errors import SplitError, UsageError
 from dbsplit.urls import PgUrl, redact
 
@@ -67,11 +70,12 @@ def _major(path: str) -> int:
 def child_args(url: PgUrl) -> tuple[str, dict[str, str]]:
     """``(--dbname value, environment)`` for a child that connects to ``url``.
 
-    The ``--dbname`` value holds no password; the environment holds ``PGPASSWORD``.
+    The ``--dbname`` value holds no password, and the same keepalives, ``tcp_user_timeout``
+    and ``connect_timeout`` as dbsplit's own connections (:mod:`dbsplit.connect`); the
+    environment holds ``PGPASSWORD``.
     """
-    params = url.libpq_params()
+    params = libpq_params(url)
     password = params.pop("password", None)
-    params.setdefault("application_name", "dbsplit")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["LC_ALL"] = "C"
     if password is not None:
@@ -79,18 +83,33 @@ def child_args(url: PgUrl) -> tuple[str, dict[str, str]]:
     return make_conninfo("", **params), env
 
 
-def run(argv: Sequence[str], env: dict[str, str], *, what: str) -> bytes:
-    """Run a client program; raise :class:`SplitError` with its (redacted) error on failure."""
+def run(
+    argv: Sequence[str], env: dict[str, str], *, what: str, server: PgUrl | None = None
+) -> bytes:
+    """Run a client program; raise :class:`SplitError` with its (redacted) error on failure.
+
+    A child working against ``server`` is killed when the watchdog loses that server
+    (:class:`~dbsplit.errors.LostError` then).
+    """
     for arg in argv:
         assert "PGPASSWORD" not in arg
     try:
-        proc = subprocess.run(list(argv), env=env, capture_output=True, check=False)
+        proc = subprocess.Popen(
+            list(argv),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
     except OSError as exc:
         raise SplitError(f"cannot run {argv[0]!r} for {what}: {exc}") from None
+    watched = watchdog.child(proc, server.redacted()) if server else contextlib.nullcontext()
+    with proc, watched:
+        stdout, stderr = proc.communicate()
     if proc.returncode != 0:
-        err = redact(proc.stderr.decode("utf-8", "replace")).strip().splitlines()
+        err = redact(stderr.decode("utf-8", "replace")).strip().splitlines()
         line = next((ln for ln in err if "error" in ln.lower()), err[0] if err else "")
         raise SplitError(
             f"{Path(argv[0]).name} failed for {what} (exit {proc.returncode}): {line.strip()}"
         )
-    return proc.stdout
+    return stdout

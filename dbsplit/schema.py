@@ -31,8 +31,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbsplit import pgtools, state
+from dbsplit import pgtools, state, watchdog
 from dbsplit.catalog import Catalog
+from dbsplit.connect import LOCK_TIMEOUT, first_line
 from dbsplit.errors import SplitError
 from dbsplit.urls import PgUrl
 
@@ -96,12 +97,15 @@ def dump(
             "--no-subscriptions",
             "--no-security-labels",
             "--no-tablespaces",
+            f"--lock-wait-timeout={LOCK_TIMEOUT}",
             *(f"--schema={_pattern(s)}" for s in schemas),
             *(f"--exclude-table={_table_pattern(t)}" for t in exclude_tables),
         ]
         if snapshot:
             argv.append(f"--snapshot={snapshot}")
-        texts[section] = pgtools.run(argv, env, what=f"the source's {section} section").decode()
+        texts[section] = pgtools.run(
+            argv, env, what=f"the source's {section} section", server=source
+        ).decode()
     preamble, pre = split_entries(texts["pre-data"])
     _, post = split_entries(texts["post-data"])
     return SchemaScripts(
@@ -322,7 +326,7 @@ class PostData:
                     conn.execute(self._scripts.preamble.encode())
                     conn.execute(INDEX_BUILD_SETTINGS)
                 conn.execute(SERIAL_BUILDS if self._copying else PARALLEL_BUILDS)
-                with conn.transaction():
+                with watchdog.doing(f"the keys and indexes of {key}"), conn.transaction():
                     for e in entries:
                         _run(conn, e)
                     state.record_step(conn, f"post-data:{key}")
@@ -364,6 +368,4 @@ def _run(conn: psycopg.Connection[Any], e: Entry) -> None:
 
 
 def _first(exc: BaseException) -> str:
-    from dbsplit.connect import first_line
-
     return first_line(exc)

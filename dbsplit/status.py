@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from dbsplit import freeze as freezing
-from dbsplit import state
+from dbsplit import state, watchdog
 from dbsplit.catalog import BOOKKEEPING_SCHEMA
 from dbsplit.config import SplitConfig, Target
 from dbsplit.connect import connect
@@ -87,11 +87,13 @@ def target_status(conn: psycopg.Connection[Any], config: SplitConfig) -> TargetS
 
 def status(*, source: PgUrl, primary: PgUrl, data: PgUrl, config: SplitConfig) -> Status:
     """Read the source's freeze check and both targets' state (writes nothing)."""
-    with connect(source, what="source", autocommit=True) as conn:
+    with connect(source, what="source", autocommit=True, short_statements=True) as conn:
         check = freezing.check(conn)
     targets: dict[Target, TargetStatus] = {}
     for target, url in ((Target.PRIMARY, primary), (Target.DATA, data)):
-        with connect(url, what=target.value.upper(), autocommit=True) as conn:
+        with connect(
+            url, what=target.value.upper(), autocommit=True, short_statements=True
+        ) as conn:
             targets[target] = target_status(conn, config)
     return Status(check, targets)
 
@@ -101,10 +103,12 @@ def positions(
 ) -> dict[str, freezing.WritePosition]:
     """The write positions of the source and both targets now."""
     found: dict[str, freezing.WritePosition] = {}
-    with connect(source, what="source", autocommit=True) as conn:
+    with connect(source, what="source", autocommit=True, short_statements=True) as conn:
         found["source"] = freezing.write_position(conn)
     for target, url in ((Target.PRIMARY, primary), (Target.DATA, data)):
-        with connect(url, what=target.value.upper(), autocommit=True) as conn:
+        with connect(
+            url, what=target.value.upper(), autocommit=True, short_statements=True
+        ) as conn:
             found[target.value] = target_position(conn, config)
     return found
 
@@ -120,9 +124,10 @@ def verify_with_positions(
     """
     from dbsplit.verify import verify
 
-    before = positions(source=source, primary=primary, data=data, config=config)
-    report = verify(source=source, primary=primary, data=data, config=config, jobs=jobs)
-    after = positions(source=source, primary=primary, data=data, config=config)
+    with watchdog.doing("verify"):
+        before = positions(source=source, primary=primary, data=data, config=config)
+        report = verify(source=source, primary=primary, data=data, config=config, jobs=jobs)
+        after = positions(source=source, primary=primary, data=data, config=config)
     failures = list(report.failures())
     for name, was in before.items():
         why = after[name].moved_since(was)

@@ -251,10 +251,13 @@ def test_child_args_keep_the_password_out_of_argv(monkeypatch: pytest.MonkeyPatc
     assert SECRET not in dbname
     assert "password" not in dbname
     assert "sslrootcert=/etc/ca.crt" in dbname
+    # pg_dump is bounded as dbsplit's own connections are (dbsplit.connect.CLIENT_BOUNDS).
+    for bound in ("keepalives=1", "keepalives_idle=10", "tcp_user_timeout=20000"):
+        assert bound in dbname.split()
     assert env["PGPASSWORD"] == SECRET
     seen: list[list[str]] = []
 
-    def fake_run(argv: list[str], env: dict[str, str], *, what: str) -> bytes:
+    def fake_run(argv: list[str], env: dict[str, str], *, what: str, server: object) -> bytes:
         seen.append(list(argv))
         assert env["PGPASSWORD"] == SECRET
         return b""
@@ -274,6 +277,7 @@ def test_child_args_keep_the_password_out_of_argv(monkeypatch: pytest.MonkeyPatc
         assert '--schema="config"' in argv
         assert '--exclude-table="public"."_prisma_migrations"' in argv
         assert "--snapshot=0000-1" in argv
+        assert "--lock-wait-timeout=60s" in argv
 
 
 def test_copy_parts_and_queries() -> None:
