@@ -53,6 +53,10 @@ def test_preflight_failure_changes_nothing(window: Window) -> None:
     assert "preflight failed, nothing was changed" in run.output, str(run)
     assert "primary-direct" in run.output
     assert_no_secret(window, run.output, "the failed run's output")
+    full = window.run("production", "--data", "disk_margin_mb=100000000")  # 95 TiB to spare
+    assert full.returncode != 0, str(full)
+    assert "preflight failed, nothing was changed: disk (" in full.output, str(full)
+    assert "MiB needed (dump up to" in full.output
     assert sha(window.vps.app.env_path) == before
     assert window.health().get("mode") == "single"
     assert not frozen(window)
