@@ -19,7 +19,7 @@ from deploy.remote.journal import Journal, now
 from deploy.remote.pg import literal, psql
 from deploy.remote.runtime import Context, Failure, home_path, say, sha256_file, stream
 from deploy.steps.split_remote import DbsplitQuery
-from deploy.steps.verify_remote import gate
+from deploy.steps.verify_remote import Gate, gate
 
 _SKIP_DIRS = {"node_modules", ".git", "dist", ".next", ".turbo", "build", "logs", ".pnpm-store"}
 
@@ -117,8 +117,11 @@ def build(req: App, ctx: Context) -> None:
         journal.update("app-build", app_built=digest)
 
 
-def _record_cutover(ctx: Context, journal: Journal) -> None:
-    """The transaction horizon of each target at the cut-over, in the journal and the target."""
+def _record_cutover(ctx: Context, journal: Journal, judged: Gate) -> None:
+    """The transaction horizon of each target at the cut-over, in the journal and the target,
+    with what the gate found: every database's write position (the source's is the copy's
+    snapshot's: it stayed frozen and unchanged from the snapshot to here) and the verify it
+    trusted."""
     recorded = journal.state()
     if recorded.get("cutover"):
         return
@@ -139,7 +142,17 @@ def _record_cutover(ctx: Context, journal: Journal) -> None:
     tables = (recorded.get("verify") or {}).get("tables") or {}
     journal.update(
         "cutover",
-        cutover={"at": now(), "horizon": horizons, "tables": tables, "window": window},
+        cutover={
+            "at": now(),
+            "horizon": horizons,
+            "tables": tables,
+            "window": window,
+            "gate": {
+                "positions": judged.positions,
+                "verified_at": judged.verified_at,
+                "verify_run": judged.verify_run,
+            },
+        },
     )
     say(f"cut-over recorded: transaction horizon {horizons}")
 
@@ -153,7 +166,7 @@ def restart(req: App, ctx: Context) -> None:
                 raise Failure(
                     "cut-over refused, the app was not restarted: " + "; ".join(judged.reasons)
                 )
-            _record_cutover(ctx, journal)
+            _record_cutover(ctx, journal, judged)
         apps.restart(home_path(req.app_dir), req.ecosystem, req.apps)
         if req.mode == "split":
             journal.update("restart", app_restarted=app_digest(req), restarted_at=now())

@@ -115,6 +115,9 @@ def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
     assert state["cutover"]["horizon"]["primary"]
     assert state["verify"]["ok"] is True
     assert state["split"]["source_position"] == checked.position.to_json()  # type: ignore[union-attr]
+    gate = state["cutover"]["gate"]  # the source stayed at the copy's position to the cut-over
+    assert gate["positions"]["source"] == state["split"]["source_position"]
+    assert gate["verify_run"] == state["verify"]["run"]
     steps = [e["step"] for e in journal(window) if e["event"] == "done"]
     for step in ("freeze", "backup", "backup-upload", "split", "verify", "env", "restart-split"):
         assert step in steps, steps
