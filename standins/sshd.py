@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
-DEFAULT_USER = "handled-deploy"
+DEFAULT_USER = os.environ.get("HANDLED_STANDIN_USER") or "handled-deploy"
+"""The stand-in deploy user; ``HANDLED_STANDIN_USER`` gives each checkout its own."""
 START_TIMEOUT = 15.0
 LOCK_TIMEOUT = 300.0
 LOCK_DIR = Path("/run/lock")

@@ -27,6 +27,7 @@ import pytest
 
 from rehearsal import ledger
 from standins.cleanup import Leftover
+from standins.sshd import DEFAULT_USER
 from standins.window import REPO
 from tests.rehearsal.test_report_browser import CHROMIUM_FLAGS
 from tests.standins_net.test_detach import alive, deploy_user_locked, user_pids
@@ -248,7 +249,7 @@ def test_keep_prints_commands_and_no_secret(run: Run) -> None:
 def test_the_printed_ssh_command_logs_in(run: Run) -> None:
     text = shell(run.commands["ssh"], stdin="echo kept-$(id -un); pm2 pid backoffice-api\n")
     lines = [ln for ln in text.splitlines() if not ln.startswith("Pseudo-terminal")]
-    assert lines[0] == "kept-handled-deploy", text
+    assert lines[0] == f"kept-{DEFAULT_USER}", text
     assert int(lines[1]) > 0, f"the app is not running under pm2: {text}"
 
 
@@ -317,9 +318,9 @@ def test_stop_removes_everything_the_kept_world_left(run: Run) -> None:
     assert len(namespaces) == 1
     name, link = namespaces[0]
     assert name in shell("ip netns list")
-    app = user_pids("handled-deploy")
+    app = user_pids(DEFAULT_USER)
     assert app, "pm2 and the app run before --stop"
-    assert deploy_user_locked("handled-deploy")
+    assert deploy_user_locked(DEFAULT_USER)
 
     lines = shell(run.commands["stop"]).splitlines()
 
