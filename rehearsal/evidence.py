@@ -1,10 +1,10 @@
-"""Evidence for the checklist from what the window recorded on the (stand-in) VPS.
+"""The facts a rehearsal measures on the (stand-in) VPS and servers, for its checklist evidence.
 
-The deploy's journal (``~/.handled-deploy/window.json`` on the VPS) holds the facts each step
-established in this run: the backup's size, checksum and write position, its upload read back,
-the verify that passed, the ``.env`` written, the build, the cut-over. Each proof below is made
-from those facts, or from what the rehearsal reads itself (the CA file on the VPS against the
-stack's certificate), and fails when the fact is missing or does not hold.
+Each function reads one kind of fact in this run: the deploy's journal (``window.json``, the
+window's current facts, and ``journal.jsonl``, its events), the ``.env`` and the build the
+deploy left on the VPS, the CA file, the databases' catalogs, the servers' logs, a connection
+tried from an address the DBaaS must refuse. :mod:`rehearsal.proofs` judges them; nothing here
+decides whether an item is proven.
 """
 
 from __future__ import annotations
@@ -14,15 +14,30 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rehearsal.model import Rehearsal
+import psycopg
+from psycopg import sql
+
+from dbsplit.urls import redact
+from rehearsal.proofs import PG_LOG_EXCLUDED, PG_LOG_PATTERN
 from standins.window import Window as World
+
+API_BUILD = Path("apps/backoffice/api/dist/build.json")
+"""The build stamp of the API pm2 runs, under the app's directory."""
+
+
+def _state_dir(world: World) -> Path:
+    return world.vps.ssh.home / ".handled-deploy"
 
 
 def journal_state(world: World | None) -> dict[str, Any]:
     """The VPS's current window facts ({} when none)."""
     if world is None:
         return {}
-    path = world.vps.ssh.home / ".handled-deploy" / "window.json"
+    return read_json_object(_state_dir(world) / "window.json")
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path`` ({} when missing, unreadable or not an object)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -30,84 +45,141 @@ def journal_state(world: World | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def window_facts(r: Rehearsal, world: World | None) -> None:
-    """Prove the backup, its upload, the DATA database, the CA, the build and the restart."""
+def journal_events(path: Path, window: object) -> list[dict[str, Any]]:
+    """The events of ``window`` in the journal at ``path`` (``journal.jsonl``), in order."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    events: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and window is not None and event.get("window") == window:
+            events.append(event)
+    return events
+
+
+def window_facts(world: World) -> dict[str, Any]:
+    """The journal's state and events after a deploy, the ``.env``, the build and the CA."""
     state = journal_state(world)
-    backup = state.get("backup") or {}
-    split = state.get("split") or {}
-    frozen_copy = bool(backup.get("sha256")) and backup.get("position") == split.get(
-        "source_position"
-    )
-    r.prove(
-        "deploy.backup",
-        frozen_copy,
-        f"pg_dump -Fc of the frozen source in window {state.get('window')}: {backup.get('size')}"
-        f" bytes, sha256 {str(backup.get('sha256'))[:16]}…, at the copy's write position"
-        if frozen_copy
-        else f"no backup at the copy's write position ({backup or 'none'})",
-    )
-    uploaded = state.get("backup_uploaded") or {}
-    r.prove(
-        "deploy.backup_upload",
-        bool(uploaded) and uploaded.get("sha256") == backup.get("sha256"),
-        f"s3://{uploaded.get('bucket')}/{uploaded.get('key')}: {uploaded.get('size')} bytes read"
-        " back, sha256 equal to the dump's",
-    )
-    data = state.get("data_database") or {}
-    r.prove(
-        "deploy.data_db",
-        bool(data.get("database")),
-        f"DATA database {data.get('database')} owned by {data.get('role')} (journal)",
-    )
-    ca_ok, ca_text = _ca(world)
-    r.prove("deploy.ca", ca_ok, ca_text)
-    built = state.get("app_built")
-    r.prove(
-        "deploy.app_build",
-        bool(built),
-        f"pnpm install, db:generate, db:migrate:primary, db:migrate:data, build: built for"
-        f" sources and .env digest {str(built)[:16]}…",
-    )
-    cutover = state.get("cutover") or {}
-    restarted = bool(state.get("restarted_at")) and state.get("app_restarted") == built
-    r.prove(
-        "deploy.restart",
-        restarted and bool(cutover),
-        f"pm2 restart --update-env at {state.get('restarted_at')}, through the cut-over gate"
-        f" (horizon {cutover.get('horizon')})",
-    )
-
-
-def _ca(world: World | None) -> tuple[bool, str]:
-    if world is None:
-        return False, "no stand-ins"
+    app = world.vps.app
+    env = app.env_path
     outputs = json.loads(world.stack_outputs().read_text(encoding="utf-8"))
-    path = Path(str(outputs["caCertPath"]))
-    found = path.read_text(encoding="ascii") if path.exists() else ""
-    same = found == outputs["caCertificate"]
-    return same, f"{path} on the VPS holds the stack's caCertificate: {same}"
+    ca_path = Path(str(outputs["caCertPath"]))
+    return {
+        "journal": state,
+        "events": journal_events(_state_dir(world) / "journal.jsonl", state.get("window")),
+        "env": {
+            "values": app.read_env(),
+            "mode": env.stat().st_mode & 0o777 if env.exists() else 0,
+            "vps": world.network.vps_address if world.network else "127.0.0.1",
+        },
+        "build": read_json_object(app.app_dir / API_BUILD),
+        "ca": {
+            "path": str(ca_path),
+            "found": ca_path.read_text(encoding="ascii") if ca_path.exists() else "",
+            "expected": outputs["caCertificate"],
+        },
+        "pool_size": int(outputs["poolSize"]),
+    }
 
 
-def split_writes_refused(r: Rehearsal, output: str) -> None:
-    """The rollback refused, naming the tables the app wrote in split mode."""
-    found = re.search(r"rollback refused: the app wrote in split mode[^\n]*", output)
-    named = re.findall(r"(?:primary|data) \S+: (\d+) written", found.group(0)) if found else []
-    r.prove(
-        "rollback.split_writes",
-        bool(named) and sum(int(n) for n in named) > 0,
-        found.group(0)[:300] if found else "the rollback did not refuse",
-    )
+def database_facts(world: World) -> dict[str, Any]:
+    """PRIMARY's database and its tables per schema, the DATA database's owner, and each
+    database's applied migrations against those the deployed app ships."""
+    with world.dbaas.server.connect() as conn:
+        exists = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (world.primary_db,)
+        ).fetchone()
+    tables: dict[str, int] = {}
+    applied: dict[str, int] = {}
+    if exists and exists[0]:
+        with world.dbaas.server.connect(world.primary_db) as conn:
+            tables = _tables(conn)
+            applied["primary"] = _applied(conn)
+    data_db = world.vps.data_db
+    with world.data_pg.connect() as conn:
+        row = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (data_db,)
+        ).fetchone()
+    owner = str(row[0]) if row else None
+    if owner:
+        with world.data_pg.connect(data_db) as conn:
+            applied["data"] = _applied(conn)
+    shipped = world.vps.app.app_dir / "prisma"
+    return {
+        "primary_database": {"name": world.primary_db, "exists": bool(exists and exists[0])}
+        | {"tables": tables},
+        "data_database": {"name": data_db, "owner": owner},
+        "migrations": {
+            name: {
+                "applied": applied.get(name, 0),
+                "shipped": sum(1 for p in (shipped / name / "migrations").glob("*/migration.sql")),
+            }
+            for name in ("primary", "data")
+        },
+    }
 
 
-def split_writes_dumped(r: Rehearsal, world: World | None) -> None:
-    """The discarded rows are in the dump on the VPS and in Spaces."""
-    dumped = journal_state(world).get("split_writes_dumped") or {}
-    tables = dumped.get("tables") or {}
-    written = sum(int(c.get("written", 0)) for c in tables.values())
-    uploaded = dumped.get("uploaded") or []
-    r.prove(
-        "rollback.dumped",
-        written > 0 and len(uploaded) > len([c for c in tables.values() if c.get("written")]),
-        f"{written} rows written in split mode dumped to {dumped.get('folder')} and"
-        f" {len(uploaded)} files to Spaces (each read back by sha256) before the rollback",
-    )
+def _tables(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT schemaname, count(*) FROM pg_tables WHERE schemaname IN ('config', 'customer')"
+        " GROUP BY 1"
+    ).fetchall()
+    return {str(s): int(n) for s, n in rows}
+
+
+def _applied(conn: psycopg.Connection[Any]) -> int:
+    table = sql.Identifier("public", "_prisma_migrations")
+    found = conn.execute("SELECT to_regclass('public._prisma_migrations')").fetchone()
+    if not found or found[0] is None:
+        return 0
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*) FROM {} WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL"
+        ).format(table)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def hba_facts(world: World) -> dict[str, Any]:
+    """The DBaaS's TCP rules, and the address it must admit."""
+    hba = (world.dbaas.server.data_dir / "pg_hba.conf").read_text(encoding="utf-8").splitlines()
+    vps = world.network.vps_address if world.network else "127.0.0.1"
+    return {"lines": [ln for ln in hba if ln.startswith("host")], "vps": vps}
+
+
+def outside_connection(world: World) -> str | None:
+    """Connect to PRIMARY from this host, another address than the VPS's: the error (redacted),
+    "connected" if it was let in, or None where the VPS shares this host's address."""
+    if world.network is None or not world.network.isolated:
+        return None
+    try:
+        with psycopg.connect(world.dbaas.direct_url(world.primary_db), connect_timeout=10):
+            return "connected"
+    except psycopg.Error as err:
+        return redact(" ".join(str(err).split()))
+
+
+def scan_logs(logs: dict[str, Path], marks: dict[Path, int]) -> dict[str, Any]:
+    """Lines of each log (by name) from its mark on, the error lines among them
+    (``PG_LOG_PATTERN``, but not ``PG_LOG_EXCLUDED``)."""
+    pattern = re.compile(PG_LOG_PATTERN)
+    matches: list[str] = []
+    lines = 0
+    files: list[str] = []
+    for name, path in logs.items():
+        if not path.exists():
+            continue
+        files.append(name)
+        with path.open("rb") as handle:
+            handle.seek(marks.get(path, 0))
+            text = handle.read().decode("utf-8", "replace")
+        for line in text.splitlines():
+            lines += 1
+            if pattern.search(line) and PG_LOG_EXCLUDED not in line:
+                matches.append(line)
+    return {"files": files, "lines": lines, "matches": matches}

@@ -72,7 +72,11 @@ class Rehearsal:
     windows: list[Window] = field(default_factory=list)
     tables: list[TableCheck] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
+    #: Checklist evidence, ``key -> (passed, text)``: ``rehearsal.proofs.evaluate`` of the facts
+    #: the run measured.
     evidence: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    #: How many checklist items this run proved, failed, left to people, did not exercise.
+    counts: dict[str, int] = field(default_factory=dict)
     numbers: dict[str, float] = field(default_factory=dict)
     #: Seconds ``deploy/rollback.py`` took from each point the window was killed at.
     drills: dict[str, float] = field(default_factory=dict)
@@ -97,10 +101,6 @@ class Rehearsal:
             raise
         finally:
             record.end = self.now()
-
-    def prove(self, key: str, passed: bool, text: str) -> None:
-        """Record evidence for checklist items (see :mod:`rehearsal.checklist`)."""
-        self.evidence[key] = (passed, text)
 
     @property
     def ok(self) -> bool:

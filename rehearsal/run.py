@@ -19,13 +19,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rehearsal import caches, evidence, keep, ledger
-from rehearsal.checklist import assess, read_checklist
+from deploy.steps.check_remote import CheckQuery
+from rehearsal import caches, evidence, keep, ledger, proofs
+from rehearsal.checklist import Status, assess, counts, read_checklist
 from rehearsal.load import LoadGenerator
 from rehearsal.model import Rehearsal, Step, TableCheck, Window
 from rehearsal.report import BUDGETS, DRILL_BUDGET, write_report
@@ -90,6 +91,9 @@ class Rehearse:
         self.runs: dict[str, tuple[float, float, Run]] = {}
         self.ops: list[Step] = []
         self.log_marks: dict[Path, int] = {}
+        self.facts: dict[str, Any] = {}
+        self.failed_items: list[str] = []
+        """What this run measured, for the checklist's evidence (``rehearsal.proofs.FACTS``)."""
 
     # ----- steps -------------------------------------------------------------------------------
 
@@ -199,11 +203,6 @@ class Rehearse:
                     owner_url, self.o.scale_mb, jobs=max(2, os.cpu_count() or 2), progress=None
                 )
             self.r.numbers["source_mb"] = size / 1e6
-            self.r.prove(
-                "source.generated",
-                True,
-                f"realistic handled database generated: {size / 1e6:.0f} MB",
-            )
 
         return seed
 
@@ -212,33 +211,9 @@ class Rehearse:
         assert w is not None
         with w.dbaas.server.connect() as conn:
             row = conn.execute("SELECT version()").fetchone()
-        version = str(row[0]).split(" on ")[0] if row else "?"
-        self.r.prove("dbaas.version", version.startswith("PostgreSQL 17"), version)
-        hba = (w.dbaas.server.data_dir / "pg_hba.conf").read_text().splitlines()
-        host_lines = [ln for ln in hba if ln.startswith("host")]
-        self.r.prove(
-            "dbaas.tls",
-            bool(host_lines) and all(ln.startswith("hostssl") for ln in host_lines),
-            "pg_hba admits TCP only as hostssl: " + "; ".join(host_lines),
-        )
-        vps = self.network.vps_address if self.network else "?"
-        self.r.prove(
-            "dbaas.hba",
-            all(f"{vps}/32" in ln for ln in host_lines),
-            f"DBaaS trusts only {vps}/32 ({self.network.describe() if self.network else ''})",
-        )
-        config = w.dbaas.bouncer.config()
-        self.r.prove(
-            "dbaas.pool",
-            config.get("pool_mode") == "transaction" and config.get("default_pool_size") == "15",
-            f"PgBouncer pool_mode={config.get('pool_mode')}, "
-            f"default_pool_size={config.get('default_pool_size')}",
-        )
-        self.r.prove(
-            "vps.ssh",
-            True,
-            f"sshd at {w.vps.ssh.host}:{w.vps.ssh.port}, deploy user {w.vps.ssh.user}",
-        )
+        self.facts["dbaas_version"] = str(row[0]).split(" on ")[0] if row else None
+        self.facts["hba"] = evidence.hba_facts(w)
+        self.facts["outside"] = evidence.outside_connection(w)
 
     # ----- the drill ---------------------------------------------------------------------------
 
@@ -268,12 +243,7 @@ class Rehearse:
             )
             summary = (proc.stdout.strip().splitlines() or ["no output"])[-1]
             record.detail = summary
-            self.r.prove(
-                "pulumi.tests",
-                proc.returncode == 0,
-                f"Pulumi program (prod and staging stacks) under pulumi.runtime.set_mocks, "
-                f"checked against the provider schema, and the policy pack: {summary}",
-            )
+            self.facts["pulumi"] = {"returncode": proc.returncode, "summary": summary}
             if proc.returncode != 0:
                 raise RuntimeError(f"the infrastructure checks failed: {summary}")
 
@@ -282,63 +252,43 @@ class Rehearse:
         assert w is not None
         with self.step("single-DB health", "phase 1"):
             body = http_json(w.vps.app.health_url).body
+            self.facts["health_single"] = body
             ok = isinstance(body, dict) and body.get("mode") == "single"
             ok = ok and isinstance(body, dict) and body.get("status") == "ok"
-            self.r.prove("app.single_health", ok, f"/api/health: {_health_text(body)}")
             if not ok:
                 raise RuntimeError(f"the app is not healthy in single mode: {body}")
 
     def primary_init(self, label: str = "PRIMARY initialisation") -> None:
         run = self.pyinfra(label, "phase 2", "primary_init", "-v")
-        text = _ANSI.sub("", run.output)
-        pool = re.search(r"pool test: (\d+) concurrent sessions[^\n]*", text)
-        self.r.prove(
-            "load.concurrency",
-            pool is not None,
-            pool.group(0) if pool else "no pool test result",
-        )
-        reach = re.search(r"PRIMARY reachable from the VPS with TLS: [^\n]*", text)
-        if reach:
-            self.r.prove("deploy.preflight", True, reach.group(0))
+        self.facts.setdefault("primary_init", _ANSI.sub("", run.output))
 
     def deploy(self, label: str) -> None:
-        run = self.pyinfra(label, "phase 4", "production", "-v", ops=True)
-        text = _ANSI.sub("", run.output)
-        self.r.prove(
-            "deploy.preflight", "preflight passed" in text, _find(text, "preflight passed")
-        )
-        evidence.window_facts(self.r, self.world)
-        values = self.world.vps.app.read_env() if self.world else {}
-        env_ok = (
-            values.get("SPLIT_DB_MODE") == "true"
-            and "pgbouncer=true" in values.get("PRIMARY_DATABASE_URL", "")
-            and bool(values.get("DATA_DATABASE_URL"))
-            and len(values.get("AUTH_SECRET", "")) >= 32
-        )
-        self.r.prove(
-            "deploy.env",
-            env_ok,
-            ".env: SPLIT_DB_MODE=true, PRIMARY_DATABASE_URL with pgbouncer=true and "
-            "sslmode=verify-full, DATA_DATABASE_URL, AUTH_SECRET (32+ chars), mode 0600",
-        )
-        if self.world is not None:  # check.py reads the servers' logs from here on
-            for path in (self.world.dbaas.server.log_path, self.world.data_pg.log_path):
-                self.log_marks[path] = path.stat().st_size if path.exists() else 0
-        body = http_json(self.world.vps.app.health_url).body if self.world else {}
-        split_ok = isinstance(body, dict) and body.get("mode") == "split"
-        self.r.prove("app.split_health", split_ok, f"/api/health: {_health_text(body)}")
+        self.pyinfra(label, "phase 4", "production", "-v", ops=True)
+        assert self.world is not None
+        self.facts.update(evidence.window_facts(self.world))
+        self.facts.update(evidence.database_facts(self.world))
+        self._smoke()
+        # check.py reads the servers' logs from here on
+        for path in (self.world.dbaas.server.log_path, self.world.data_pg.log_path):
+            self.log_marks[path] = path.stat().st_size if path.exists() else 0
+        self.facts["health_split"] = http_json(self.world.vps.app.health_url).body
         self._tables()
+
+    def _smoke(self) -> None:
+        """The smoke checks the journal holds now, by phase (the first record of each kept)."""
+        found = evidence.journal_state(self.world).get("smoke")
+        if isinstance(found, dict):
+            self.facts["smoke"] = found | dict(self.facts.get("smoke") or {})
 
     def _tables(self) -> None:
         assert self.world is not None
         window = evidence.journal_state(self.world).get("window")
         reports = sorted((self.dir / "deploy").rglob(f"dbsplit-migrate-{window}.json"))
         checks = sorted((self.dir / "deploy").rglob(f"dbsplit-verify-{window}.json"))
-        if not reports or not checks:
-            self.r.prove("split.verify", False, f"no dbsplit reports of window {window} fetched")
-            return
-        data = json.loads(reports[-1].read_text(encoding="utf-8"))
-        verify = json.loads(checks[-1].read_text(encoding="utf-8"))
+        data = json.loads(reports[-1].read_text(encoding="utf-8")) if reports else {}
+        verify = json.loads(checks[-1].read_text(encoding="utf-8")) if checks else {}
+        self.facts["migrate_report"] = data
+        self.facts["verify_report"] = verify
         self.r.tables = [
             TableCheck(
                 target=str(t.get("target")),
@@ -349,48 +299,16 @@ class Rehearse:
             )
             for t in verify.get("tables", [])
         ]
-        copied = sum(int(t.get("rows", 0)) for t in data.get("tables", []))
-        self.r.prove(
-            "split.migrate",
-            bool(data.get("ok")),
-            f"dbsplit migrate: {len(data.get('tables', []))} tables, {copied} rows copied "
-            f"in {data.get('seconds')} s (report {reports[-1].name})",
-        )
-        ok = bool(verify.get("ok")) and all(t.matches for t in self.r.tables)
-        self.r.prove(
-            "split.verify",
-            ok,
-            f"dbsplit verify: {len(self.r.tables)} tables, row counts and checksums "
-            f"({verify.get('hash')}) {'all match' if ok else 'DIFFER'}; sequences checked",
-        )
 
     def check(self) -> None:
         run = self.pyinfra("post-deployment validation (check.py)", "phase 4", "check")
-        text = _ANSI.sub("", run.output)
-        self.r.prove("check.health", True, _find(text, "health") or "healthy, both connected")
-        self.r.prove(
-            "check.connections", True, _find(text, "primary connections in use") or "in use"
-        )
-        self.r.prove(
-            "check.pm2_logs", True, _find(text, "pm2 backoffice-api") or "no errors in pm2 logs"
-        )
+        self.facts["check"] = _ANSI.sub("", run.output)
+        self.facts["pm2_pattern"] = CheckQuery.error_pattern
+        self._smoke()
         assert self.world is not None
-        bad = []
-        for path in (self.world.dbaas.server.log_path, self.world.data_pg.log_path):
-            with path.open("rb") as handle:
-                handle.seek(self.log_marks.get(path, 0))
-                text = handle.read().decode("utf-8", "replace")
-            for line in text.splitlines():
-                if re.search(r"\b(PANIC|FATAL):", line) and "terminating connection" not in line:
-                    bad.append(line)
-        self.r.prove(
-            "check.pg_logs",
-            not bad,
-            "no FATAL/PANIC lines in PRIMARY's and DATA's PostgreSQL logs since the app "
-            "went live on the split"
-            if not bad
-            else f"{len(bad)} FATAL/PANIC lines, e.g. {self._scrub(bad[0])[:160]}",
-        )
+        logs = {"PRIMARY": self.world.dbaas.server.log_path, "DATA": self.world.data_pg.log_path}
+        scan = evidence.scan_logs(logs, self.log_marks)
+        self.facts["pg_logs"] = scan | {"matches": [self._scrub(m) for m in scan["matches"]]}
 
     def rollback(self) -> None:
         """The app has been writing in split mode (the load generator): the rollback refuses,
@@ -398,14 +316,15 @@ class Rehearse:
         refused = self.pyinfra(
             "rollback refused: the app wrote in split mode", "rollback", "rollback", refused=True
         )
-        evidence.split_writes_refused(self.r, _ANSI.sub("", refused.output))
+        self.facts["rollback_refused"] = _ANSI.sub("", refused.output)
         self.pyinfra(
             "rollback drill (rollback.py)",
             "rollback",
             "rollback",
             HANDLED_DISCARD_SPLIT_WRITES="yes",
         )
-        evidence.split_writes_dumped(self.r, self.world)
+        self.facts["journal_rollback"] = evidence.journal_state(self.world)
+        self._smoke()
 
     def reset_and_redeploy(self) -> None:
         self.pyinfra(
@@ -489,6 +408,19 @@ class Rehearse:
         rate = self.r.success_rate()
         if rate is not None:
             self.r.numbers["success_rate_pct"] = 100 * rate
+        self._live_requests()
+
+    def _live_requests(self) -> None:
+        """The requests made while the app was live on the split: from the first deploy's
+        end to the rollback drill's start (or check.py's end)."""
+        deployed = self.runs.get("production deploy")
+        until = self.runs.get("rollback refused: the app wrote in split mode")
+        checked = self.runs.get("post-deployment validation (check.py)")
+        if deployed is None or (until is None and checked is None):
+            return
+        start = deployed[1]
+        end = until[0] if until is not None else checked[1] if checked is not None else start
+        self.facts["live_requests"] = [asdict(q) for q in self.r.requests if start <= q.at <= end]
 
     def _window(self, samples: list[Sample], start: float, end: float) -> None:
         frozen_at = first(samples, start, lambda s: bool(s.frozen), end)
@@ -537,7 +469,7 @@ class Rehearse:
         finally:
             self.measure()
         report = self._report()
-        passed = failure is None and self.r.ok and self._within_budgets()
+        passed = failure is None and self.r.ok and self._within_budgets() and not self.failed_items
         if self.world is not None:
             if self.o.keep:
                 env_file = self._keep()
@@ -560,8 +492,15 @@ class Rehearse:
         return drills and in_time and all(k in self.r.numbers for k in required)
 
     def _report(self) -> Path:
-        items = read_checklist(CHECKLIST)
-        return write_report(self.r, assess(items, self.r.evidence), self.dir)
+        self.r.evidence = proofs.evaluate(self.facts)
+        checklist = assess(read_checklist(CHECKLIST), self.r.evidence)
+        self.r.counts = {s.value: n for s, n in counts(checklist).items()}
+        self.failed_items = [
+            f"{a.item.number}. {a.item.text}: {a.evidence}"
+            for a in checklist
+            if a.status is Status.FAILED
+        ]
+        return write_report(self.r, checklist, self.dir)
 
     def _keep(self) -> Path:
         """Leave the world running after exit (detached, in the ledger); print how to use it."""
@@ -592,30 +531,17 @@ class Rehearse:
                 f"{'request success rate':<60} {100 * rate:>9.2f}% "
                 f"({failed} of {len(self.r.requests)} failed)"
             )
+        self.o.say(
+            "checklist: " + ", ".join(f"{n} {status}" for status, n in self.r.counts.items())
+        )
+        for line in self.failed_items:
+            self.o.say(f"  failed: {line}")
         self.o.say(f"report: {report}")
         self.o.say("rehearsal " + ("PASSED" if passed else "FAILED"))
 
 
 def _split_healthy(sample: Sample) -> bool:
     return sample.mode == "split" and sample.healthy
-
-
-def _health_text(body: Any) -> str:
-    if not isinstance(body, dict):
-        return "no answer"
-    dbs = body.get("databases") or {}
-    parts = [
-        f"{n} {d.get('database')} {'connected' if d.get('connected') else 'NOT connected'}"
-        for n, d in sorted(dbs.items())
-    ]
-    return f"status {body.get('status')}, mode {body.get('mode')}; " + ", ".join(parts)
-
-
-def _find(text: str, needle: str) -> str:
-    for line in text.splitlines():
-        if needle in line:
-            return line.strip()[:240]
-    return ""
 
 
 def rehearse(options: Options) -> Result:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rehearsal.checklist import HUMAN, RULES, Status, assess, read_checklist
+from rehearsal.checklist import GAPS, HUMAN, RULES, Status, assess, read_checklist
 
 CHECKLIST = Path(__file__).resolve().parents[3] / "shared" / "docs" / "deployment-checklist.md"
 
@@ -42,15 +42,39 @@ def test_sign_offs_and_announcements_are_human() -> None:
 
 def test_evidence_ticks_items_and_failures_show() -> None:
     items = read_checklist(CHECKLIST)
-    result = assess(items, {"split.verify": (True, "13 tables equal"), "deploy.env": (False, "no")})
+    result = assess(
+        items, {"split.verify": (True, "13 tables equal"), "env.split_mode": (False, "no")}
+    )
     by_text = {a.item.text: a for a in result}
     assert by_text["All row counts match"].status is Status.PROVEN
     assert by_text["All row counts match"].evidence == "13 tables equal"
     assert by_text["`SPLIT_DB_MODE=true`"].status is Status.FAILED
     assert by_text["Backup everything"].status is Status.NOT_EXERCISED
+    assert by_text["Backup everything"].evidence == "no evidence recorded for deploy.backup"
+
+
+def test_an_item_a_rule_names_is_never_left_to_people() -> None:
+    """Without its evidence, a rule's item is "not exercised" (with the rule's reason), even in
+    a section people sign off: "Session caching working" sits in the week on staging."""
+    by_text = {a.item.text: a for a in assess(read_checklist(CHECKLIST), {})}
+    cache = by_text["Session caching working (check logs)"]
+    assert cache.status is Status.NOT_EXERCISED
+    assert cache.evidence == "no smoke check recorded"
+    assert by_text["No connection errors"].status is Status.HUMAN
 
 
 def test_every_rule_matches_some_item() -> None:
     items = read_checklist(CHECKLIST)
     for rule in (*RULES, *HUMAN):
         assert any(rule.matches(i) for i in items), f"rule {rule.pattern!r} matches no item"
+    for gap in GAPS:
+        assert any(gap.matches(i) for i in items), f"gap {gap.pattern!r} matches no item"
+
+
+def test_no_rule_is_shadowed_by_an_earlier_one() -> None:
+    """Each item takes the first rule that matches: a rule whose every item an earlier rule
+    takes would never tick anything."""
+    items = read_checklist(CHECKLIST)
+    for rule in RULES:
+        taken = [i for i in items if next((r for r in RULES if r.matches(i)), None) is rule]
+        assert taken, f"rule {rule.pattern!r} ({rule.key}) ticks nothing: an earlier rule wins"

@@ -162,17 +162,41 @@ def test_the_rehearsal_passes_and_prints_its_numbers(run: Run) -> None:
     evidence = run.result["evidence"]
     unproven = {k: v["text"] for k, v in evidence.items() if not v["passed"]}
     assert not unproven, f"evidence that failed: {unproven}"
-    for key in (
+    for key in (  # each from facts this run read on the servers, the VPS and the deploys' output
+        "pulumi.tests",
+        "dbaas.version",
+        "dbaas.tls",
         "dbaas.hba",
-        "dbaas.pool",
+        "deploy.ca",
+        "primary.reachable",
+        "primary.schemas",
+        "primary.database",
         "load.concurrency",
-        "split.verify",
-        "check.pg_logs",
+        "env.file",
+        "app.single_health",
+        "app.split_health",
+        "app.migrations",
+        "app.build",
+        "app.deployed",
+        "deploy.data_db",
         "deploy.backup",
+        "deploy.backup_upload",
+        "deploy.restart",
+        "split.migrate",
+        "split.verify",
+        "verify.users",
+        "verify.workspace",
+        "check.pm2_logs",
+        "check.pg_logs",
+        "check.primary_connections",
+        "check.data_connections",
+        "load.errors",
+        "load.latency",
         "rollback.split_writes",
         "rollback.dumped",
     ):
-        assert key in evidence
+        assert key in evidence, f"{key} was not measured"
+    assert "checklist: " in run.output
     assert run.result["ok"] is True
 
 
