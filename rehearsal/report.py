@@ -2,7 +2,8 @@
 
 The page holds, in this order: the numbers against their budgets, the timeline chart (write
 freeze, whole window and rollback called out), the app's request success rate, a table per
-target of every table's rows and checksum, and every checklist item with its evidence.
+target of every table's rows and checksum, and every checklist item with its evidence, under
+the counts of this run's assessments. The status marks are inline SVG (no font has to have them).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from rehearsal.checklist import Assessment, Status
+from rehearsal.checklist import Assessment, Status, counts
 from rehearsal.model import Rehearsal
-from rehearsal.svg import requests_svg, timeline_svg
+from rehearsal.svg import mark_svg, requests_svg, timeline_svg
 
 #: Budgets for the numbers the rehearsal prints: (label, budget seconds or None). The rollback
 #: from each point the window is killed at (``Rehearsal.drills``) has the rollback's budget.
@@ -28,11 +29,12 @@ BUDGETS: dict[str, tuple[str, float | None]] = {
     "restore_s": ("restore drill from the Spaces backup", None),
 }
 
-_STATUS_MARK = {
-    Status.PROVEN: "✅",
-    Status.FAILED: "❌",
-    Status.HUMAN: "👤",
-    Status.NOT_EXERCISED: "➖",
+#: Each status as the legend and the counts say it.
+STATUS_TEXT = {
+    Status.PROVEN: "proven by this rehearsal",
+    Status.FAILED: "failed",
+    Status.HUMAN: "only people can tick it",
+    Status.NOT_EXERCISED: "not exercised here",
 }
 
 _CSS = """
@@ -44,6 +46,7 @@ th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums
 .ok{color:#2f7d32;font-weight:600} .bad{color:#c62828;font-weight:600}
 .badge{display:inline-block;padding:2px 10px;border-radius:10px;color:#fff}
 .badge.ok{background:#2f7d32} .badge.bad{background:#c62828}
+svg.mark{vertical-align:-3px} td.mark{text-align:center}
 """
 
 
@@ -67,6 +70,7 @@ def write_report(rehearsal: Rehearsal, checklist: Sequence[Assessment], director
             for a in checklist
         ]
     }
+    data["checklist_counts"] = {s.value: n for s, n in counts(checklist).items()}
     (directory / "result.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     (directory / "report.md").write_text(_markdown(rehearsal, checklist), encoding="utf-8")
     index = directory / "index.html"
@@ -157,17 +161,22 @@ def _html(
                 f"<td class='num'>{target_rows}</td><td>{mark}</td></tr>"
             )
         parts.append("</table>")
+    legend = " · ".join(f"{mark_svg(s.value)} {STATUS_TEXT[s]}" for s in Status)
+    tally = " · ".join(
+        f"<strong data-status='{s.value}'>{n}</strong> {escape(STATUS_TEXT[s])}"
+        for s, n in counts(checklist).items()
+    )
     parts.append(
         "</section><section id='checklist'><h2>Deployment checklist</h2>"
-        "<p>✅ proven by this rehearsal · ❌ failed · 👤 only people can tick it · "
-        "➖ not exercised here</p><table><tr><th>#</th><th>section</th><th>item</th>"
-        "<th></th><th>evidence</th></tr>"
+        f"<p id='legend'>{legend}</p><p id='checklist-counts'>{len(checklist)} items: {tally}</p>"
+        "<table><tr><th>#</th><th>section</th><th>item</th><th></th><th>evidence</th></tr>"
     )
     for a in checklist:
         parts.append(
             f"<tr class='item {a.status.name.lower()}'><td class='num'>{a.item.number}</td>"
             f"<td>{escape(a.item.section)}</td><td>{escape(a.item.text)}</td>"
-            f"<td>{_STATUS_MARK[a.status]}</td><td>{escape(a.evidence)}</td></tr>"
+            f"<td class='mark' data-status='{a.status.value}'>{mark_svg(a.status.value)}</td>"
+            f"<td>{escape(a.evidence)}</td></tr>"
         )
     parts.append("</table></section>")
     if rehearsal.notes:
@@ -234,16 +243,20 @@ def _markdown(rehearsal: Rehearsal, checklist: Sequence[Assessment]) -> str:
                 f"{'match' if t.matches else '**DIFFERS**'} |"
             )
         lines.append("")
+    tally = ", ".join(f"{n} {STATUS_TEXT[s]}" for s, n in counts(checklist).items())
     lines += [
         "## Deployment checklist",
         "",
-        "| # | section | item | | evidence |",
+        f"{len(checklist)} items: {tally}.",
+        "",
+        "| # | section | item | status | evidence |",
         "|---:|---|---|---|---|",
     ]
     for a in checklist:
+        status = "**FAILED**" if a.status is Status.FAILED else a.status.value
         lines.append(
-            f"| {a.item.number} | {a.item.section} | {a.item.text} | "
-            f"{_STATUS_MARK[a.status]} | {a.evidence} |"
+            f"| {a.item.number} | {a.item.section} | {a.item.text} | {status} | "
+            f"{a.evidence.replace('|', '/')} |"
         )
     if rehearsal.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in rehearsal.notes]

@@ -1,4 +1,5 @@
-"""Two small SVG charts, written by hand: the window's timeline and the requests over time."""
+"""Small SVG drawings, written by hand: the window's timeline, the requests over time, and the
+checklist's status marks."""
 
 from __future__ import annotations
 
@@ -110,3 +111,37 @@ def requests_svg(requests: Sequence[Request], span: float, bucket: float = 1.0) 
         out.append(f"<text x='{_x(t, span) - 10:.1f}' y='{height - 8}'>{t:.0f} s</text>")
     out.append("</svg>")
     return "\n".join(out)
+
+
+#: The checklist's status marks, drawn rather than typed (no font needed): colour, inner shape.
+MARKS: dict[str, tuple[str, str]] = {
+    "proven": (
+        "#2f7d32",
+        "<path d='M4.4 8.3l2.4 2.4 4.8-5.2' fill='none' stroke='#fff' stroke-width='2'"
+        " stroke-linecap='round' stroke-linejoin='round'/>",
+    ),
+    "failed": (
+        "#c62828",
+        "<path d='M5.2 5.2l5.6 5.6M10.8 5.2l-5.6 5.6' stroke='#fff' stroke-width='2'"
+        " stroke-linecap='round'/>",
+    ),
+    "human": (
+        "#1565c0",
+        "<circle cx='8' cy='5.8' r='2.4' fill='#fff'/>"
+        "<path d='M3.6 12.8a4.4 3.8 0 0 1 8.8 0z' fill='#fff'/>",
+    ),
+    "not exercised": (
+        "#9e9e9e",
+        "<path d='M4.4 8h7.2' stroke='#fff' stroke-width='2' stroke-linecap='round'/>",
+    ),
+}
+
+
+def mark_svg(status: str, size: int = 16) -> str:
+    """The mark of a checklist status (``Status.value``) as inline SVG, with its name as title."""
+    colour, inner = MARKS[status]
+    return (
+        f"<svg class='mark' xmlns='http://www.w3.org/2000/svg' width='{size}' height='{size}' "
+        f"viewBox='0 0 16 16' role='img' aria-label='{escape(status)}'>"
+        f"<title>{escape(status)}</title><circle cx='8' cy='8' r='8' fill='{colour}'/>{inner}</svg>"
+    )

@@ -196,7 +196,12 @@ def test_the_rehearsal_passes_and_prints_its_numbers(run: Run) -> None:
         "rollback.dumped",
     ):
         assert key in evidence, f"{key} was not measured"
-    assert "checklist: " in run.output
+    checklist = run.result["checklist"]
+    tally = run.result["checklist_counts"]
+    assert tally == {s: sum(i["status"] == s for i in checklist) for s in tally}
+    assert sum(tally.values()) == len(checklist) == 148
+    assert tally["failed"] == 0
+    assert f"checklist: {tally['proven']} proven" in run.output
     assert run.result["ok"] is True
 
 
@@ -230,10 +235,10 @@ def test_the_report_renders_in_chromium(run: Run, tmp_path: Path) -> None:
     for t in tables:
         assert t["table"] in dom
     assert "config.users" in dom
-    assert "✅" in dom, "checklist items ticked"
+    assert dom.count('data-status="proven"><svg') == run.result["checklist_counts"]["proven"]
     assert "dbsplit verify:" in dom, "with their evidence"
     assert "Email to all users" in dom, "human items listed as such"
-    assert dom.count("👤") > 2
+    assert dom.count('data-status="human"><svg') > 2
     markdown = (run.report.parent / "report.md").read_text()
     assert markdown.startswith("# Maintenance-window rehearsal")
 

@@ -1,4 +1,6 @@
-"""The report, rendered by a real headless Chromium: every part a reader looks for is there."""
+"""The report, rendered by a real headless Chromium: every part a reader looks for is there, and
+the checklist's status marks are drawn (no font on the machine has ✓/✗ glyphs: typed marks
+render as empty boxes, all alike)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,12 @@ import re
 import shutil
 import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
 
-from rehearsal.checklist import assess, read_checklist
+from rehearsal.checklist import Status, assess, read_checklist
 from rehearsal.model import Rehearsal, Request, Step, TableCheck, Window
 from rehearsal.report import write_report
 
@@ -25,6 +28,13 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
+
+
+_EVIDENCE = {
+    "split.verify": (True, "dbsplit verify: 2 tables equal"),
+    "deploy.backup": (False, "no backup at the copy's write position (none)"),
+}
+"""One item proven, one failed; the rest are for people or not exercised."""
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,10 +89,7 @@ def report(tmp_path: Path) -> Path:
         TableCheck("data", "reference.carriers", 40, 40, True),
     ]
     r.numbers = {"write_freeze_s": 18.0, "rollback_s": 3.0, "rerun_s": 4.0, "window_s": 24.0}
-    r.evidence = {
-        "split.verify": (True, "dbsplit verify: 2 tables equal"),
-        "deploy.backup": (False, "no backup at the copy's write position (none)"),
-    }
+    r.evidence = dict(_EVIDENCE)
     return write_report(r, assess(read_checklist(CHECKLIST), r.evidence), tmp_path / "report")
 
 
@@ -102,6 +109,13 @@ def test_browser_renders_every_part(report: Path, tmp_path: Path) -> None:
     assert "reference.carriers" in dom
     assert "dbsplit verify: 2 tables equal" in dom
     assert "Email to all users" in dom  # listed as something only people can tick
+    statuses = re.findall(r'<td class="mark" data-status="([a-z ]+)"><svg', dom)
+    assert len(statuses) == 148, "every checklist row carries its drawn mark"
+    assert set(statuses) == {s.value for s in Status}
+    counts = dict(re.findall(r'<strong data-status="([a-z ]+)">(\d+)</strong>', dom))
+    assert {k: int(v) for k, v in counts.items()} == {
+        s.value: statuses.count(s.value) for s in Status
+    }, "the counts are the page's own rows"
 
 
 def test_timeline_fits_one_screen(report: Path, tmp_path: Path) -> None:
@@ -116,3 +130,94 @@ def test_timeline_fits_one_screen(report: Path, tmp_path: Path) -> None:
     assert int(size[1]) <= 1280, "the timeline must fit the width of the screen"
     assert int(size[2]) <= 700, "the timeline must be readable without scrolling"
     assert (report.parent / "report.md").read_text().startswith("# Maintenance-window rehearsal")
+
+
+def _pixels(png: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and rows of RGB(A) pixels of an 8-bit, non-interlaced PNG (Chromium's)."""
+    width, height, depth, colour = struct.unpack(">IIBB", png[16:26])
+    assert depth == 8, depth
+    assert colour in (2, 6), colour
+    channels = 4 if colour == 6 else 3
+    chunks, at = b"", 8
+    while at < len(png):
+        (size,) = struct.unpack(">I", png[at : at + 4])
+        if png[at + 4 : at + 8] == b"IDAT":
+            chunks += png[at + 8 : at + 8 + size]
+        at += 12 + size
+    raw, stride, rows = zlib.decompress(chunks), width * channels, []
+    previous = bytearray(stride)
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for x in range(stride):
+            left = line[x - channels] if x >= channels else 0
+            up, corner = previous[x], previous[x - channels] if x >= channels else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 0xFF
+            elif kind == 2:
+                line[x] = (line[x] + up) & 0xFF
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                near = left if pa <= pb and pa <= pc else up if pb <= pc else corner
+                line[x] = (line[x] + near) & 0xFF
+        rows.append(bytes(line[i] for i in range(stride) if i % channels < 3))
+        previous = line
+    return width, height, rows
+
+
+ROW = 20
+"""Height of one checklist row on the marks-only page."""
+MARKS_ONLY = (
+    "<style>body{margin:0} body>*{display:none} #checklist{display:block} #checklist>*"
+    "{display:none} #checklist table,#checklist tbody{display:block;margin:0;border:0}"
+    " #checklist tr{display:block;height:20px} #checklist tr:first-child,#checklist th,"
+    "#checklist td{display:none} #checklist td.mark{display:block;width:16px;height:16px;"
+    "padding:0;margin:0;border:0} svg.mark{display:block}</style></body>"
+)
+"""CSS appended to the report that leaves only the checklist's mark cells, one per 20 px row
+at the top left, so each item's mark has a known box in the screenshot."""
+
+
+def test_every_mark_is_drawn_and_the_four_differ(report: Path, tmp_path: Path) -> None:
+    page = report.with_name("marks.html")
+    page.write_text(report.read_text().replace("</body>", MARKS_ONLY), encoding="utf-8")
+    shot = tmp_path / "marks.png"
+    height = ROW * 150
+    _chromium(
+        tmp_path,
+        f"--window-size=400,{height}",
+        "--force-device-scale-factor=1",
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        page.as_uri(),
+    )
+    width, tall, rows = _pixels(shot.read_bytes())
+    assert (width, tall) == (400, height)
+    background = rows[-1][:3]
+    statuses = [a.status for a in assess(read_checklist(CHECKLIST), _EVIDENCE)]
+    first: dict[Status, bytes] = {}
+    for i, status in enumerate(statuses):
+        box = b"".join(rows[ROW * i + y][: 16 * 3] for y in range(16))
+        inked = sum(box[k : k + 3] != background for k in range(0, len(box), 3))
+        assert inked > 0.6 * 16 * 16, f"item {i + 1}'s {status.value} mark is not drawn"
+        beside = {
+            rows[ROW * i + y][k : k + 3] for y in range(ROW) for k in range(16 * 3, 400 * 3, 3)
+        }
+        assert beside == {background}, f"item {i + 1}: nothing but the mark in its row"
+        seen = first.setdefault(status, box)
+        assert _distance(box, seen) < 4, f"item {i + 1}'s {status.value} mark is drawn differently"
+    assert set(first) == set(Status), "the fixture shows every status"
+    drawn = list(first.values())
+    closest = min(_distance(a, b) for n, a in enumerate(drawn) for b in drawn[n + 1 :])
+    assert closest > 30, "the four marks differ from each other"
+
+
+def _distance(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two boxes' channels (0-255); tiles rasterise an identical
+    drawing a fraction apart, different marks tens apart."""
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)
