@@ -2,8 +2,10 @@
 
 :func:`read_checklist` turns ``shared/docs/deployment-checklist.md`` into :class:`Item` rows (its
 ``- [ ]`` lines, with the headings above them). :data:`RULES` says, for each item, which piece of
-rehearsal evidence ticks it; :data:`HUMAN` names the items nobody's code can tick (sign-offs,
-announcements, elapsed weeks). :func:`assess` joins the two with what a rehearsal recorded.
+rehearsal evidence ticks it (a proof of :mod:`rehearsal.proofs`, from facts measured in the run);
+:data:`GAPS` names the items a rehearsal cannot prove, with the reason; :data:`HUMAN` the items
+nobody's code can tick (sign-offs, announcements, elapsed weeks). :func:`assess` joins them with
+what a rehearsal recorded, and :func:`counts` counts the result.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ RULES: tuple[Rule, ...] = (
     Rule(r"^DATA DB connections$", "check.data_connections"),
     Rule(r"^Response times$", "load.latency"),
     Rule(r"^Error rates$", "load.errors"),
-    # the app's features, by the smoke checks the window records (rehearsal.proofs.SMOKE)
+    # the app's features, by the smoke checks the window records (rehearsal.smoke.SMOKE)
     Rule(
         r"Local testing completed \(single-DB mode\)|^Single-DB mode tested$",
         "smoke.single",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -59,6 +59,22 @@ class Request:
     status: int
     latency_ms: float
     path: str
+
+
+Facts = Mapping[str, Any]
+"""What a run measured, by name (``rehearsal.proofs.FACTS``)."""
+
+
+@dataclass(frozen=True)
+class Proof:
+    """Evidence for checklist items: whether the measured facts hold, and what they were."""
+
+    passed: bool
+    text: str
+
+
+Prover = Callable[[Facts], Proof | None]
+"""Facts to a proof, or None when the facts it needs were not recorded in the run."""
 
 
 @dataclass

@@ -5,20 +5,19 @@ back from the VPS, a health body, a deploy's printed lines, dbsplit's reports, a
 :func:`evaluate` turns them into evidence, ``key -> (passed, text)``, through :data:`PROOFS`.
 A proof returns None when its facts were not recorded in this run (its items are then "not
 exercised"), and otherwise a :class:`Proof` whose text names the measured values, passing only
-when they hold. No proof passes on a constant.
+when they hold. No proof passes on a constant. The app's features are proven by the window's
+smoke checks (:mod:`rehearsal.smoke`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dbsplit.errors import UsageError
 from dbsplit.urls import PgUrl, parse
-
-Facts = Mapping[str, Any]
+from rehearsal import smoke
+from rehearsal.model import Facts, Proof, Prover
 
 #: The facts a run records, and where each comes from (``rehearsal.run`` / ``rehearsal.evidence``).
 FACTS: dict[str, str] = {
@@ -54,82 +53,6 @@ PG_LOG_EXCLUDED = "terminating connection due to administrator command"
 """FATAL lines of sessions ended on purpose (the deploy ends sessions it owns)."""
 LATENCY_BUDGET_MS = 1000.0
 """The 95th percentile of response times the rehearsal accepts while live on the split."""
-
-
-@dataclass(frozen=True)
-class Proof:
-    passed: bool
-    text: str
-
-
-Prover = Callable[[Facts], "Proof | None"]
-
-# ----- the smoke checks (recorded by the window in the journal, state["smoke"][phase]) --------
-
-SINGLE, SPLIT = ("rollback", "single"), ("cutover", "split")
-"""Where each mode's smoke checks are recorded: the rollback on the old database, the cut-over."""
-
-#: Checklist evidence from smoke checks: key -> (phase, mode, the check names that prove it).
-SMOKE: dict[str, tuple[tuple[str, str], tuple[str, ...]]] = {
-    "smoke.login": (SPLIT, ("login",)),
-    "smoke.users": (SPLIT, ("create user", "edit user")),
-    "smoke.roles": (SPLIT, ("manage roles",)),
-    "smoke.upload": (SPLIT, ("upload file",)),
-    "smoke.transform": (SPLIT, ("transform",)),
-    "smoke.export": (SPLIT, ("export",)),
-    "smoke.history": (SPLIT, ("integration history",)),
-    "smoke.session_cache": (SPLIT, ("session cache",)),
-    "smoke.single_login": (SINGLE, ("login",)),
-    "smoke.single_upload": (SINGLE, ("upload file",)),
-    "smoke.single_transform": (SINGLE, ("transform",)),
-}
-ALL_CHECKS: tuple[str, ...] = tuple(dict.fromkeys(n for _, names in SMOKE.values() for n in names))
-SMOKE["smoke.split"] = (SPLIT, ALL_CHECKS)
-SMOKE["smoke.single"] = (SINGLE, ALL_CHECKS)
-
-
-def _smoke_record(facts: Facts, phase: str) -> dict[str, Any] | None:
-    record = (facts.get("smoke") or {}).get(phase)
-    return record if isinstance(record, dict) else None
-
-
-def _smoke(facts: Facts, where: tuple[str, str], names: Sequence[str]) -> Proof | None:
-    phase, mode = where
-    record = _smoke_record(facts, phase)
-    if record is None:
-        return None
-    checks = {str(c.get("name")): c for c in record.get("checks") or [] if isinstance(c, dict)}
-    parts: list[str] = []
-    passed = record.get("mode") == mode
-    for name in names:
-        check = checks.get(name)
-        if check is None:
-            parts.append(f"{name}: not run")
-            passed = False
-            continue
-        ok = check.get("ok") is True
-        passed = passed and ok
-        parts.append(
-            f"{name}: {'ok' if ok else 'FAILED'}, HTTP {check.get('status')} in "
-            f"{_num(check.get('ms'))} ms on {check.get('database')}"
-            + ("" if ok else f" ({check.get('detail')})")
-        )
-    head = f"smoke checks at the {phase} ({record.get('mode')} mode, {record.get('at')})"
-    return Proof(passed, f"{head}: " + "; ".join(parts))
-
-
-def _smoke_of(where: tuple[str, str], names: Sequence[str]) -> Prover:
-    def prove(facts: Facts) -> Proof | None:
-        return _smoke(facts, where, names)
-
-    return prove
-
-
-def _smoke_identical(facts: Facts) -> Proof | None:
-    single, split = _smoke(facts, SINGLE, ALL_CHECKS), _smoke(facts, SPLIT, ALL_CHECKS)
-    if single is None or split is None:
-        return None
-    return Proof(single.passed and split.passed, f"{single.text}; then {split.text}")
 
 
 # ----- the infrastructure and the DBaaS -------------------------------------------------------
@@ -662,13 +585,6 @@ def _split_writes_dumped(facts: Facts) -> Proof | None:
     )
 
 
-def _num(value: Any) -> str:
-    try:
-        return f"{float(value):.0f}"
-    except (TypeError, ValueError):
-        return "?"
-
-
 #: Every proof, by evidence key (:data:`rehearsal.checklist.RULES` names these keys).
 PROOFS: dict[str, Prover] = {
     "pulumi.tests": _pulumi,
@@ -712,8 +628,8 @@ PROOFS: dict[str, Prover] = {
     "load.latency": _latency,
     "rollback.split_writes": _split_writes_refused,
     "rollback.dumped": _split_writes_dumped,
-    "smoke.identical": _smoke_identical,
-    **{key: _smoke_of(where, names) for key, (where, names) in SMOKE.items()},
+    "smoke.identical": smoke.identical,
+    **{key: smoke.prover(where, names) for key, (where, names) in smoke.SMOKE.items()},
 }
 
 

@@ -23,7 +23,8 @@ from deploy.remote.journal import Journal
 from deploy.remote.runtime import Context
 from rehearsal import evidence
 from rehearsal.checklist import RULES, Status, assess, counts, read_checklist
-from rehearsal.proofs import ALL_CHECKS, PROOFS, SMOKE, evaluate
+from rehearsal.proofs import PROOFS, evaluate
+from rehearsal.smoke import ALL_CHECKS, SMOKE
 
 CHECKLIST = Path(__file__).resolve().parents[3] / "shared" / "docs" / "deployment-checklist.md"
 WINDOW = "20261201T052700Z-a1b2"
