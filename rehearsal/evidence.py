@@ -98,8 +98,8 @@ def database_facts(world: World) -> dict[str, Any]:
     applied: dict[str, int] = {}
     if exists and exists[0]:
         with world.dbaas.server.connect(world.primary_db) as conn:
-            tables = _tables(conn)
-            applied["primary"] = _applied(conn)
+            tables = schema_tables(conn)
+            applied["primary"] = applied_migrations(conn)
     data_db = world.vps.data_db
     with world.data_pg.connect() as conn:
         row = conn.execute(
@@ -108,7 +108,7 @@ def database_facts(world: World) -> dict[str, Any]:
     owner = str(row[0]) if row else None
     if owner:
         with world.data_pg.connect(data_db) as conn:
-            applied["data"] = _applied(conn)
+            applied["data"] = applied_migrations(conn)
     shipped = world.vps.app.app_dir / "prisma"
     return {
         "primary_database": {"name": world.primary_db, "exists": bool(exists and exists[0])}
@@ -117,14 +117,20 @@ def database_facts(world: World) -> dict[str, Any]:
         "migrations": {
             name: {
                 "applied": applied.get(name, 0),
-                "shipped": sum(1 for p in (shipped / name / "migrations").glob("*/migration.sql")),
+                "shipped": shipped_migrations(shipped / name / "migrations"),
             }
             for name in ("primary", "data")
         },
     }
 
 
-def _tables(conn: psycopg.Connection[Any]) -> dict[str, int]:
+def shipped_migrations(folder: Path) -> int:
+    """Migrations in a Prisma ``migrations`` folder (each a ``<name>/migration.sql``)."""
+    return sum(1 for _ in folder.glob("*/migration.sql"))
+
+
+def schema_tables(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Tables per schema of PRIMARY's (``config``, ``customer``) in the connected database."""
     rows = conn.execute(
         "SELECT schemaname, count(*) FROM pg_tables WHERE schemaname IN ('config', 'customer')"
         " GROUP BY 1"
@@ -132,7 +138,8 @@ def _tables(conn: psycopg.Connection[Any]) -> dict[str, int]:
     return {str(s): int(n) for s, n in rows}
 
 
-def _applied(conn: psycopg.Connection[Any]) -> int:
+def applied_migrations(conn: psycopg.Connection[Any]) -> int:
+    """Migrations applied and not rolled back, per ``public._prisma_migrations`` (0 without)."""
     table = sql.Identifier("public", "_prisma_migrations")
     found = conn.execute("SELECT to_regclass('public._prisma_migrations')").fetchone()
     if not found or found[0] is None:

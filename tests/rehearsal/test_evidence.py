@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 from deploy.remote.journal import Journal
 from deploy.remote.runtime import Context
@@ -25,6 +26,8 @@ from rehearsal import evidence
 from rehearsal.checklist import RULES, Status, assess, counts, read_checklist
 from rehearsal.proofs import PROOFS, evaluate
 from rehearsal.smoke import ALL_CHECKS, SMOKE
+from standins.postgres import PostgresServer
+from tests.conftest import MakeDb
 
 CHECKLIST = Path(__file__).resolve().parents[3] / "shared" / "docs" / "deployment-checklist.md"
 WINDOW = "20261201T052700Z-a1b2"
@@ -704,3 +707,39 @@ def test_the_log_scan_counts_lines_from_the_mark_and_names_the_error_lines(tmp_p
     assert scan["files"] == ["PRIMARY", "DATA"]
     assert scan["lines"] == 4
     assert scan["matches"] == ['2026 ERROR:  relation "x" does not exist']
+
+
+APP = Path(__file__).resolve().parents[2] / "standins" / "app"
+
+
+def test_the_catalog_readers_count_tables_and_applied_migrations(
+    data_pg: PostgresServer, make_db: MakeDb
+) -> None:
+    """On a real database, the fixture app's own PRIMARY migration applied and recorded the way
+    its migrate script records it (its CREATE TABLE, read from the script); a rolled-back and an
+    unfinished row do not count."""
+    db = make_db(data_pg)
+    folder = APP / "prisma" / "primary" / "migrations"
+    script = (APP / "scripts" / "migrate.js").read_text(encoding="utf-8")
+    create = script.split("const CREATE_TABLE = `", 1)[1].split("`", 1)[0]
+    shipped = sorted(folder.glob("*/migration.sql"))
+    with data_pg.connect(db) as conn:
+        assert evidence.applied_migrations(conn) == 0, "no history table yet"
+        assert evidence.schema_tables(conn) == {}
+        for migration in shipped:
+            conn.execute(migration.read_text(encoding="utf-8").encode())
+        conn.execute(create.encode())
+        insert = sql.SQL(
+            "INSERT INTO public._prisma_migrations (id, checksum, migration_name, finished_at,"
+            " rolled_back_at) VALUES (%s, 'c', %s, {}, {})"
+        )
+        for i, migration in enumerate(shipped):
+            conn.execute(insert.format(sql.SQL("now()"), sql.NULL), (str(i), migration.parent.name))
+        conn.execute(insert.format(sql.SQL("now()"), sql.SQL("now()")), ("rb", "rolled_back"))
+        conn.execute(insert.format(sql.NULL, sql.NULL), ("half", "unfinished"))
+        applied = evidence.applied_migrations(conn)
+        tables = evidence.schema_tables(conn)
+    assert evidence.shipped_migrations(folder) == len(shipped) == applied > 0
+    assert evidence.shipped_migrations(APP / "no-such-folder") == 0
+    assert set(tables) == {"config", "customer"}
+    assert all(n > 0 for n in tables.values())
