@@ -10,11 +10,18 @@ what a rehearsal recorded, and :func:`counts` counts the result.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.I)
+
 
 _ITEM_RE = re.compile(r"^(?P<indent>\s*)- \[[ xX]\] (?P<text>.+?)\s*$")
 _HEADING_RE = re.compile(r"^(?P<hashes>#{2,4}) (?P<title>.+?)\s*$")
@@ -61,7 +68,8 @@ class Rule:
 
     def matches(self, item: Item) -> bool:
         return bool(
-            re.search(self.pattern, item.text, re.I) and re.search(self.section, item.section, re.I)
+            _compiled(self.pattern).search(item.text)
+            and _compiled(self.section).search(item.section)
         )
 
 
