@@ -78,9 +78,8 @@ def _dbaas_version(facts: Facts) -> Proof | None:
     version = facts.get("dbaas_version")
     if version is None:
         return None
-    return Proof(
-        str(version).startswith("PostgreSQL 17"), f"SELECT version() on PRIMARY: {version}"
-    )
+    passed = str(version).startswith("PostgreSQL 17")
+    return Proof(passed, f"SELECT version() on PRIMARY (the DBaaS stand-in): {version}")
 
 
 def _tls(facts: Facts) -> Proof | None:

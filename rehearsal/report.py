@@ -78,6 +78,11 @@ def write_report(rehearsal: Rehearsal, checklist: Sequence[Assessment], director
     return index
 
 
+def _passed(rehearsal: Rehearsal, checklist: Sequence[Assessment]) -> bool:
+    """Every step passed, every table matched, no checklist item failed."""
+    return rehearsal.ok and not any(a.status is Status.FAILED for a in checklist)
+
+
 def _number_rows(rehearsal: Rehearsal) -> list[tuple[str, str, str, bool | None]]:
     rows: list[tuple[str, str, str, bool | None]] = []
     for key, (label, budget) in BUDGETS.items():
@@ -103,12 +108,13 @@ def _html(
 ) -> str:
     rate = rehearsal.success_rate()
     failed = [r for r in rehearsal.requests if not r.ok]
-    verdict = "passed" if rehearsal.ok else "FAILED"
+    ok = _passed(rehearsal, checklist)
+    verdict = "passed" if ok else "FAILED"
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Rehearsal {escape(rehearsal.started_at)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>Maintenance-window rehearsal <span class='badge {'ok' if rehearsal.ok else 'bad'}'>"
+        f"<h1>Maintenance-window rehearsal <span class='badge {'ok' if ok else 'bad'}'>"
         f"{verdict}</span></h1>",
         f"<p class='sub'>{escape(rehearsal.started_at)} · source scale {rehearsal.scale_mb} MB</p>",
         "<section id='numbers'><h2>Numbers</h2><table><tr><th>measure</th><th>measured</th>"
@@ -189,8 +195,9 @@ def _html(
 
 def _markdown(rehearsal: Rehearsal, checklist: Sequence[Assessment]) -> str:
     rate = rehearsal.success_rate()
+    verdict = "passed" if _passed(rehearsal, checklist) else "FAILED"
     lines = [
-        f"# Maintenance-window rehearsal: {'passed' if rehearsal.ok else 'FAILED'}",
+        f"# Maintenance-window rehearsal: {verdict}",
         "",
         f"{rehearsal.started_at} · source scale {rehearsal.scale_mb} MB",
         "",

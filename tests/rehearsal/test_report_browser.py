@@ -109,6 +109,7 @@ def test_browser_renders_every_part(report: Path, tmp_path: Path) -> None:
     assert "reference.carriers" in dom
     assert "dbsplit verify: 2 tables equal" in dom
     assert "Email to all users" in dom  # listed as something only people can tick
+    assert '<span class="badge bad">FAILED</span>' in dom, "a failed checklist item fails the run"
     statuses = re.findall(r'<td class="mark" data-status="([a-z ]+)"><svg', dom)
     assert len(statuses) == 148, "every checklist row carries its drawn mark"
     assert set(statuses) == {s.value for s in Status}
