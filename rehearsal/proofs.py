@@ -311,11 +311,8 @@ def _url_text(url: str) -> str:
     parsed = _parsed(url)
     if parsed is None:
         return "missing or malformed"
-    q = parsed.query
-    return (
-        f"{parsed.host}:{parsed.port}/{parsed.dbname} pgbouncer={q.get('pgbouncer', '-')} "
-        f"sslmode={q.get('sslmode', '-')}"
-    )
+    shown = [f"{k}={v}" for k, v in parsed.query.items() if k in ("pgbouncer", "sslmode")]
+    return " ".join([f"{parsed.host}:{parsed.port}/{parsed.dbname}", *shown])
 
 
 def _env_primary(facts: Facts) -> Proof | None:
