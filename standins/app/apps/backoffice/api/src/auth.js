@@ -84,7 +84,9 @@ class SessionCache {
   }
 
   put(token, user) {
-    this.entries.set(token, { user, until: Date.now() + this.ttlMs })
+    const now = Date.now()
+    if (this.entries.size >= 1000) for (const [t, e] of this.entries) if (e.until <= now) this.entries.delete(t)
+    this.entries.set(token, { user, until: now + this.ttlMs })
   }
 
   forgetUser(id) {
