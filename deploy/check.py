@@ -3,8 +3,9 @@
     pyinfra -y inventory/production.py deploy/check.py
 
 Health, connections in use on PRIMARY and DATA against the pool size, pm2 status and restart
-counts, and error lines in the recent pm2 logs (scrubbed of secrets). Exits non-zero when any
-of them is wrong. Changes nothing.
+counts, error lines in the recent pm2 logs (scrubbed of secrets), and the smoke checks
+(``smoke_checks``, recorded in the journal). Exits non-zero when any of them is wrong. Changes
+nothing: what the smoke checks create, they delete.
 """
 
 from pyinfra.context import host

@@ -62,10 +62,11 @@ app_restarted(
 
 # 11. The health gate, with the automatic rollback behind it.
 gate = app_healthy(
-    name="11. Health gate: /api/health reports PRIMARY and DATA connected",
+    name="11. Health gate: PRIMARY and DATA connected, then the smoke checks",
     window=window,
     mode="split",
     timeout=s.health_timeout,
+    phase="cutover",
     _ignore_errors=True,
 )
 rollback(window=window, prefix="11. Rollback", _if=gate.did_error)

@@ -28,6 +28,7 @@ environment variable           stack output              what
 ``AUTH_SECRET``                ``authSecret``            the app's session secret
 ``SPACES_ACCESS_KEY_ID``       -                         Spaces (S3) key for the backup bucket
 ``SPACES_SECRET_ACCESS_KEY``   -                         ... and its secret
+``SMOKE_PASSWORD``             -                         the smoke checks' user's password
 =============================  ========================  ========================================
 
 Nothing here is ever stored in the repository, in ``host.data`` (pyinfra prints host data in
@@ -68,7 +69,7 @@ URL_SECRETS = (
     "DATA_DATABASE_URL",
     "DATA_ADMIN_URL",
 )
-PLAIN_SECRETS = ("AUTH_SECRET", "SPACES_SECRET_ACCESS_KEY")
+PLAIN_SECRETS = ("AUTH_SECRET", "SPACES_SECRET_ACCESS_KEY", "SMOKE_PASSWORD")
 
 
 class StackOutputs:

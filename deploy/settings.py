@@ -13,6 +13,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import DeployError
 
+from deploy.remote.smoke import SmokeError, parse_checks
 from deploy.secrets import StackOutputs
 
 
@@ -34,6 +35,10 @@ class Settings:
     ecosystem: str
     pm2_apps: tuple[str, ...]
     health_url: str
+    health_contract: dict[str, Any]
+    app_urls: dict[str, str]
+    smoke_user: str
+    smoke_checks: tuple[dict[str, Any], ...]
     health_timeout: int
     rollback_health_timeout: int
     source_db: str
@@ -66,6 +71,12 @@ class Settings:
         if not app_dir.startswith("/"):
             raise DeployError(f"app_dir must be an absolute path, not {app_dir!r}")
         env_file = str(_get(data, "env_file"))
+        app_urls = {str(k): str(v) for k, v in dict(_get(data, "app_urls")).items()}
+        checks = list(data.get("smoke_checks") or [])
+        try:
+            parse_checks(checks, tuple(app_urls))
+        except SmokeError as exc:
+            raise DeployError(str(exc)) from None
         return cls(
             environment=str(_get(data, "environment")),
             app_user=str(_get(data, "app_user")),
@@ -74,6 +85,10 @@ class Settings:
             ecosystem=str(_get(data, "ecosystem")),
             pm2_apps=tuple(_get(data, "pm2_apps")),
             health_url=str(_get(data, "health_url")),
+            health_contract=dict(_get(data, "health_contract")),
+            app_urls=app_urls,
+            smoke_user=str(data.get("smoke_user") or ""),
+            smoke_checks=tuple(checks),
             health_timeout=int(_get(data, "health_timeout")),
             rollback_health_timeout=int(_get(data, "rollback_health_timeout")),
             source_db=str(_get(data, "source_db")),

@@ -9,6 +9,7 @@ stdin.
 
 from __future__ import annotations
 
+import json
 import secrets as random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from dbsplit.errors import UsageError
 from dbsplit.urls import parse, split_env_values, with_ca_path
 from deploy.remote import Request
 from deploy.remote.runtime import CA_PLACEHOLDER
+from deploy.remote.smoke import Smoke
 from deploy.secrets import Secrets, outputs
 from deploy.settings import Settings, StackValues
 
@@ -173,6 +175,17 @@ class Window:
             "s3_access_key": self.secrets.require("SPACES_ACCESS_KEY_ID"),
             "s3_secret_key": self.secrets.require("SPACES_SECRET_ACCESS_KEY"),
         }
+
+    def smoke(self) -> Smoke:
+        """The smoke checks, the apps' URLs and the smoke user (never the password)."""
+        s = self.settings
+        return Smoke(list(s.smoke_checks), dict(s.app_urls), s.smoke_user)
+
+    def smoke_secrets(self) -> dict[str, str]:
+        """The smoke user's password, when a check logs in with it."""
+        if not any("{smoke_password}" in json.dumps(c) for c in self.settings.smoke_checks):
+            return {}
+        return {"smoke_password": self.secrets.require("SMOKE_PASSWORD")}
 
     # ----- requests ---------------------------------------------------------------------------
 

@@ -17,6 +17,82 @@ health_timeout = 120  # seconds the health gate waits before rolling back
 rollback_health_timeout = 60
 pnpm_install_args = ["--frozen-lockfile"]
 
+# How to read the health body (the fixture's shape, deploy/remote/apps.py healthy()): the
+# value meaning healthy, where the database mode is, and each database's "connected" flag.
+health_contract = {
+    "ok": {"status": "ok"},
+    "mode": "mode",
+    "connected": {
+        "primary": "databases.primary.connected",
+        "data": "databases.data.connected",
+    },
+}
+
+# The smoke checks (deploy/remote/smoke.py says what each key means), run by the health gate
+# before the window declares success, by the rollback and by deploy/check.py. The smoke user
+# logs in with the secret SMOKE_PASSWORD; what the checks create they delete again, so a
+# passing run leaves no row behind (a rollback counts rows written in split mode).
+app_urls = {"api": "http://127.0.0.1:3001", "web": "http://127.0.0.1:3000"}
+smoke_user = "smoke@handled.example"
+# fmt: off
+smoke_checks = [
+    {"name": "web page", "app": "web", "method": "GET", "path": "/", "text": ["back office"]},
+    {"name": "web health", "app": "web", "method": "GET", "path": "/healthz",
+     "json": {"status": "ok"}},
+    {"name": "health through the web", "app": "web", "method": "GET", "path": "/api/health",
+     "json": {"status": "ok", "databases.primary.connected": True,
+              "databases.data.connected": True}, "database": "both"},
+    {"name": "log in", "method": "POST", "path": "/api/login",
+     "body": {"email": "{smoke_user}", "password": "{smoke_password}"},
+     "json": {"user.email": "{smoke_user}"}, "session": "token", "database": "primary"},
+    {"name": "session", "method": "GET", "path": "/api/me", "auth": True,
+     "json": {"user.email": "{smoke_user}", "permissions": {"contains": "users.manage"},
+              "cache": "miss"},
+     "database": "primary"},
+    {"name": "create user", "method": "POST", "path": "/api/users", "auth": True,
+     "body": {"email": "smoke-{run}@handled.example", "displayName": "Smoke {run}"},
+     "expect": 201, "json": {"email": "smoke-{run}@handled.example"},
+     "save": {"user_id": "id"}, "database": "primary"},
+    {"name": "edit user", "method": "PATCH", "path": "/api/users/{user_id}", "auth": True,
+     "body": {"displayName": "Smoke {run} edited"},
+     "json": {"displayName": "Smoke {run} edited"}, "database": "primary"},
+    {"name": "read back the user", "method": "GET", "path": "/api/users/{user_id}",
+     "auth": True, "json": {"displayName": "Smoke {run} edited", "isActive": True},
+     "database": "primary"},
+    {"name": "create role", "method": "POST", "path": "/api/roles", "auth": True,
+     "body": {"name": "smoke-{run}"}, "expect": 201, "json": {"name": "smoke-{run}"},
+     "save": {"role_id": "id"}, "database": "primary"},
+    {"name": "manage roles", "method": "POST", "path": "/api/roles/{role_id}/permissions",
+     "auth": True, "body": {"code": "imports.manage"}, "expect": 201,
+     "json": {"permissions": {"contains": "imports.manage"}}, "database": "primary"},
+    {"name": "assign role", "method": "POST", "path": "/api/users/{user_id}/roles",
+     "auth": True, "body": {"roleId": "{role_id}"}, "expect": 201,
+     "json": {"roles": {"contains": "smoke-{run}"},
+              "permissions": {"contains": "imports.manage"}}, "database": "primary"},
+    {"name": "upload CSV (through the web)", "app": "web", "method": "POST",
+     "path": "/api/imports?filename=smoke-{run}.csv", "auth": True,
+     "body": "sku,qty,price\nab-1,2,3.50\ncd-2,5,1.20\nef-3,1,10\n",
+     "content_type": "text/csv", "expect": 201, "json": {"rowCount": 3, "storedRows": 3},
+     "save": {"import_id": "id"}, "database": "data"},
+    {"name": "transform", "method": "POST", "path": "/api/imports/{import_id}/transform",
+     "auth": True, "json": {"transformed": 3, "errors": 0, "status": "transformed"},
+     "database": "data"},
+    {"name": "export", "method": "GET", "path": "/api/imports/{import_id}/export", "auth": True,
+     "text": ["1,AB-1,2,3.50,7.00,transformed", "3,EF-3,1,10,10.00,transformed"],
+     "database": "data"},
+    {"name": "integration history", "method": "GET", "path": "/api/integration-runs",
+     "json": {"runs": {"type": "list"}}, "database": "data"},
+    {"name": "session cache", "method": "GET", "path": "/api/me", "auth": True,
+     "json": {"cache": "hit", "user.email": "{smoke_user}"}, "database": "primary"},
+    {"name": "clean up: import", "method": "DELETE", "path": "/api/imports/{import_id}",
+     "auth": True, "json": {"deleted": 1}, "always": True, "database": "data"},
+    {"name": "clean up: user", "method": "DELETE", "path": "/api/users/{user_id}", "auth": True,
+     "json": {"deleted": 1}, "always": True, "database": "primary"},
+    {"name": "clean up: role", "method": "DELETE", "path": "/api/roles/{role_id}", "auth": True,
+     "json": {"deleted": 1}, "always": True, "database": "primary"},
+]
+# fmt: on
+
 # Databases
 source_db = "handled"
 data_db = "handled_data"

@@ -1,9 +1,9 @@
 """Rehearsal values: the stand-ins tell where things are through the environment.
 
-``HANDLED_APP_DIR``, ``HANDLED_HEALTH_URL``, ``HANDLED_HEALTH_TIMEOUT``,
-``HANDLED_MULTIPART_CHUNK_MB``, ``HANDLED_REPORT_DIR``, ``HANDLED_PIP_ARGS``; the stack's
-outputs are the JSON file ``HANDLED_STACK_OUTPUTS`` the stand-ins write, exactly as
-``pulumi stack output --json --show-secrets`` prints them.
+``HANDLED_APP_DIR``, ``HANDLED_HEALTH_URL``, ``HANDLED_API_URL``, ``HANDLED_WEB_URL``,
+``HANDLED_HEALTH_TIMEOUT``, ``HANDLED_MULTIPART_CHUNK_MB``, ``HANDLED_REPORT_DIR``,
+``HANDLED_PIP_ARGS``; the stack's outputs are the JSON file ``HANDLED_STACK_OUTPUTS`` the
+stand-ins write, exactly as ``pulumi stack output --json --show-secrets`` prints them.
 """
 
 import os
@@ -12,6 +12,10 @@ environment = "rehearsal"
 app_user = os.environ.get("HANDLED_VPS_USER", "handled-deploy")
 app_dir = os.environ.get("HANDLED_APP_DIR", "/home/handled-deploy/handled")
 health_url = os.environ.get("HANDLED_HEALTH_URL", "http://127.0.0.1:3001/api/health")
+app_urls = {
+    "api": os.environ.get("HANDLED_API_URL", "http://127.0.0.1:3001"),
+    "web": os.environ.get("HANDLED_WEB_URL", "http://127.0.0.1:3000"),
+}
 health_timeout = int(os.environ.get("HANDLED_HEALTH_TIMEOUT", "60"))
 rollback_health_timeout = 60
 backup_key_prefix = "pre-split/rehearsal"

@@ -40,6 +40,7 @@ from standins.cleanup import Leftover, StandIn
 from standins.netns import is_project_address
 from standins.postgres import PostgresServer
 from standins.scram import new_password
+from standins.smoke_user import SMOKE_EMAIL, add_smoke_user
 from standins.sshd import DEFAULT_USER, SshHost
 from standins.system import free_port
 
@@ -476,6 +477,8 @@ class Vps(StandIn):
     data_user: str
     data_password: str = field(repr=False)
     auth_secret: str = field(repr=False)
+    smoke_password: str = field(repr=False)
+    smoke_email: str = SMOKE_EMAIL
     _owned: list[Any] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -545,11 +548,13 @@ class Vps(StandIn):
                 data_user=data_user,
                 data_password=data_password,
                 auth_secret=secrets.token_urlsafe(32),
+                smoke_password=new_password(),
                 _owned=owned,
             )
             cleanup.track(vps)
             app.write_env(vps.single_env())
             app.migrate("all")
+            add_smoke_user(vps.source_url(), vps.smoke_email, vps.smoke_password)
             if start_app:
                 app.start()
                 app.wait_health(mode="single")
@@ -597,10 +602,13 @@ class Vps(StandIn):
             **self.ssh.inventory_env(),
             "HANDLED_APP_DIR": str(self.app.app_dir),
             "HANDLED_HEALTH_URL": self.app.health_url,
+            "HANDLED_API_URL": self.app.api_url,
+            "HANDLED_WEB_URL": self.app.web_url,
             "OLD_DATABASE_URL": self.source_url(),
             "DATA_DATABASE_URL": self.data_url(),
             "DATA_ADMIN_URL": self.data_admin_url(),
             "AUTH_SECRET": self.auth_secret,
+            "SMOKE_PASSWORD": self.smoke_password,
         }
         if dbaas is not None:
             env["PRIMARY_DATABASE_URL"] = dbaas.pool_url()

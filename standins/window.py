@@ -215,6 +215,7 @@ class Window:
             "DATA_ADMIN_URL": self.data_pg.url(),
             "SPACES_ACCESS_KEY_ID": self.s3.access_key,
             "SPACES_SECRET_ACCESS_KEY": self.s3.secret_key,
+            "SMOKE_PASSWORD": self.vps.smoke_password,
         }
 
     def stack_outputs(self) -> Path:
@@ -249,6 +250,7 @@ class Window:
             self.auth_secret,
             self.vps.auth_secret,
             self.s3.secret_key,
+            self.vps.smoke_password,
         ]
 
     def env(self) -> dict[str, str]:
@@ -269,6 +271,8 @@ class Window:
             "HANDLED_VPS_KNOWN_HOSTS": str(ssh.known_hosts_path),
             "HANDLED_APP_DIR": str(self.vps.app.app_dir),
             "HANDLED_HEALTH_URL": self.vps.app.health_url,
+            "HANDLED_API_URL": self.vps.app.api_url,
+            "HANDLED_WEB_URL": self.vps.app.web_url,
             "HANDLED_STACK_OUTPUTS": str(self.stack_outputs()),
             "HANDLED_REPORT_DIR": str(self.report_dir),
             "PYINFRA_PROGRESS": "off",

@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from deploy.remote.runtime import Failure, base_env, run, say
+from deploy.remote.smoke import lookup
+
+DOWN = "_unreachable"
+"""The key :func:`get_health` sets when the app did not answer with JSON."""
 
 #: pm2 statuses of an app that may still run code (and so write): everything but stopped.
 RUNNING = ("online", "launching", "stopping", "waiting restart", "one-launch-status", "errored")
@@ -98,7 +102,8 @@ def restart(app_dir: Path, ecosystem: str, apps: Sequence[str]) -> None:
 
 
 def get_health(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    """``GET url`` as JSON (also on 503); ``{"status": "down", "error": ...}`` when unreachable."""
+    """``GET url`` as JSON (also on 503); ``{"status": "down", "error": ..., DOWN: True}`` when
+    unreachable or not JSON."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
             body: dict[str, Any] = json.loads(response.read().decode("utf-8"))
@@ -106,34 +111,50 @@ def get_health(url: str, timeout: float = 5.0) -> dict[str, Any]:
         try:
             body = json.loads(exc.read().decode("utf-8"))
         except ValueError:
-            return {"status": "down", "error": f"HTTP {exc.code}"}
+            return {"status": "down", "error": f"HTTP {exc.code}", DOWN: True}
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return {"status": "down", "error": str(getattr(exc, "reason", exc))}
+        return {"status": "down", "error": str(getattr(exc, "reason", exc)), DOWN: True}
     return body
 
 
-def healthy(body: Mapping[str, Any], mode: str) -> tuple[bool, str]:
-    """Whether a health body shows ``mode`` with both databases connected, and why not."""
-    if body.get("status") == "down":
+def healthy(body: Mapping[str, Any], mode: str, contract: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether a health body shows ``mode`` with every database connected, and why not.
+
+    ``contract`` (``health_contract`` in ``group_data/``) says how to read the body: ``ok``
+    (path -> the value meaning healthy), ``mode`` (the path of the database mode, or None), and
+    ``connected`` (database name -> the path of its "connected" flag; an ``error`` and a
+    ``database`` beside that flag, when present, say why not and what is connected).
+    """
+    if body.get(DOWN):
         return False, f"API not answering ({body.get('error')})"
-    if body.get("mode") != mode:
-        return False, f"API in {body.get('mode')} mode, expected {mode}"
+    mode_path = contract.get("mode")
+    if mode_path and lookup(body, mode_path) != mode:
+        return False, f"API in {lookup(body, mode_path)} mode, expected {mode}"
     problems = []
-    for name, db in sorted((body.get("databases") or {}).items()):
-        if not db.get("connected"):
-            problems.append(f"{name} not connected ({db.get('error', 'unknown error')})")
-    if problems or body.get("status") != "ok":
-        return False, "; ".join(problems) or f"status {body.get('status')}"
-    dbs = body["databases"]
-    return True, ", ".join(f"{n} {d.get('database')}" for n, d in sorted(dbs.items()))
+    described = []
+    for name, path in sorted((contract.get("connected") or {}).items()):
+        parent = lookup(body, path.rpartition(".")[0]) if "." in path else body
+        parent = parent if isinstance(parent, Mapping) else {}
+        if lookup(body, path) is not True:
+            problems.append(f"{name} not connected ({parent.get('error', 'unknown error')})")
+        else:
+            described.append(f"{name} {parent.get('database', 'connected')}")
+    for path, wanted in sorted((contract.get("ok") or {}).items()):
+        if lookup(body, path) != wanted:
+            problems.append(f"{path} {lookup(body, path)}")
+    if problems:
+        return False, "; ".join(problems)
+    return True, ", ".join(described) or "ok"
 
 
-def wait_healthy(url: str, mode: str, timeout: float, interval: float = 1.0) -> str:
+def wait_healthy(
+    url: str, mode: str, contract: Mapping[str, Any], timeout: float, interval: float = 1.0
+) -> str:
     """Poll the health URL until it shows ``mode`` with both databases, or raise."""
     deadline = time.monotonic() + timeout
     started = time.monotonic()
     while True:
-        ok, why = healthy(get_health(url, timeout=3), mode)
+        ok, why = healthy(get_health(url, timeout=3), mode, contract)
         if ok:
             say(f"healthy after {time.monotonic() - started:.1f}s: {mode} mode, {why}")
             return why

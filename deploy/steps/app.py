@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pyinfra.api.command import FunctionCommand
@@ -14,7 +15,7 @@ from deploy.steps.split import secrets
 from deploy.window import Window
 
 
-def query(window: Window, mode: str, timeout: float = 60.0) -> remote.App:
+def query(window: Window, mode: str, timeout: float = 60.0, phase: str = "") -> remote.App:
     s = window.settings
     return remote.App(
         app_dir=s.app_dir,
@@ -23,6 +24,9 @@ def query(window: Window, mode: str, timeout: float = 60.0) -> remote.App:
         ecosystem=s.ecosystem,
         health_url=s.health_url,
         mode=mode,
+        health_contract=dict(s.health_contract),
+        smoke=dataclasses.asdict(window.smoke()),
+        phase=phase,
         venv=s.venv,
         install_args=list(s.pnpm_install_args),
         primary_schemas=list(s.primary_schemas),
@@ -30,8 +34,8 @@ def query(window: Window, mode: str, timeout: float = 60.0) -> remote.App:
     )
 
 
-def app_state(window: Window, mode: str) -> remote.AppState:
-    return fact(window, remote.state, query(window, mode))
+def app_state(window: Window, mode: str, phase: str = "") -> remote.AppState:
+    return fact(window, remote.state, query(window, mode, phase=phase))
 
 
 @operation()
@@ -87,19 +91,26 @@ def app_restarted(window: Window, mode: str) -> Commands:
 
 @operation()
 @clean
-def app_healthy(window: Window, mode: str, timeout: int) -> Commands:
+def app_healthy(window: Window, mode: str, timeout: int, phase: str = "") -> Commands:
     """
-    Poll ``/api/health`` until it reports ``mode`` with both databases connected.
+    Poll the health URL until it reports ``mode`` with both databases connected (read by
+    ``health_contract``); then, with ``phase``, run the smoke checks, record them in the
+    journal as ``smoke[phase]`` and fail unless every one passes.
 
-    + window: the host's settings
+    + window: the host's settings (and the smoke user's password)
     + mode: ``split`` or ``single``
     + timeout: seconds to wait before failing
+    + phase: ``cutover`` or ``rollback`` (the journal's name for this smoke run), or empty
+
+    Updates: nothing when healthy and this phase's smoke checks passed since it began.
     """
-    found = app_state(window, mode)
-    if found.healthy:
+    found = app_state(window, mode, phase)
+    if found.healthy and found.smoke_passed:
         host.noop(f"healthy in {mode} mode: {found.health}")
         return
-    yield run(window, remote.wait_healthy, query(window, mode, timeout))
+    yield run(
+        window, remote.wait_healthy, query(window, mode, timeout, phase), **window.smoke_secrets()
+    )
 
 
 def _failed_after(state: Any, host: Any, gate: OperationMeta, message: str) -> bool:

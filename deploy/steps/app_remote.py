@@ -13,8 +13,9 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from deploy.remote import apps
+from deploy.remote import apps, smoke
 from deploy.remote.journal import Journal, now
 from deploy.remote.pg import literal, psql
 from deploy.remote.runtime import Context, Failure, home_path, say, sha256_file, stream
@@ -34,6 +35,9 @@ class App:
     ecosystem: str
     health_url: str
     mode: str
+    health_contract: dict[str, Any] = field(default_factory=dict)
+    smoke: dict[str, Any] = field(default_factory=dict)
+    phase: str = ""
     venv: str = ""
     install_args: list[str] = field(default_factory=list)
     primary_schemas: list[str] = field(default_factory=list)
@@ -48,6 +52,7 @@ class AppState:
     healthy: bool = False
     health: str = ""
     running: list[str] = field(default_factory=list)
+    smoke_passed: bool = False
 
 
 def tree_digest(root: Path) -> str:
@@ -75,7 +80,7 @@ def state(req: App, ctx: Context) -> AppState:
     """Fact: built and restarted for these sources and this .env, pm2 status, one health read."""
     digest = app_digest(req)
     recorded = Journal(ctx).state()
-    ok, why = apps.healthy(apps.get_health(req.health_url), req.mode)
+    ok, why = apps.healthy(apps.get_health(req.health_url), req.mode, req.health_contract)
     return AppState(
         built=recorded.get("app_built") == digest,
         restarted=recorded.get("app_restarted") == digest,
@@ -83,6 +88,26 @@ def state(req: App, ctx: Context) -> AppState:
         healthy=ok,
         health=why,
         running=apps.running(req.apps),
+        smoke_passed=smoke_passed(recorded, req.phase),
+    )
+
+
+#: What a phase's smoke run must be newer than: the cut-over's restart, the rollback's mark.
+_PHASE_START = {"cutover": ("restarted_at",), "rollback": ("rolled_back", "at")}
+
+
+def smoke_passed(recorded: dict[str, Any], phase: str) -> bool:
+    """Whether this window's smoke checks of ``phase`` passed since the phase began (true when
+    there is nothing to prove: no phase asked, no window open)."""
+    if not phase or not recorded.get("window"):
+        return True
+    run = (recorded.get("smoke") or {}).get(phase) or {}
+    began: Any = recorded
+    for key in _PHASE_START.get(phase, ()):
+        began = began.get(key) if isinstance(began, dict) else None
+    checks = run.get("checks") or []
+    return (
+        bool(checks) and all(c.get("ok") for c in checks) and str(run.get("at")) >= str(began or "")
     )
 
 
@@ -173,7 +198,13 @@ def restart(req: App, ctx: Context) -> None:
 
 
 def wait_healthy(req: App, ctx: Context) -> None:
-    """Poll the health URL until it shows the mode with both databases connected."""
-    why = apps.wait_healthy(req.health_url, req.mode, req.timeout)
+    """Poll the health URL until it shows the mode with both databases connected; then run the
+    smoke checks (when ``req.phase`` names one) and fail unless every one passes."""
+    why = apps.wait_healthy(req.health_url, req.mode, req.health_contract, req.timeout)
     if req.mode == "split":
         Journal(ctx).update("health", healthy={"at": now(), "mode": req.mode, "health": why})
+    if req.phase and req.smoke.get("checks"):
+        results = smoke.run_phase(smoke.Smoke(**req.smoke), ctx, req.phase, req.mode)
+        if not all(r["ok"] for r in results):
+            raise Failure(smoke.summary(results))
+        say(smoke.summary(results))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pyinfra.api.operation import operation
 from pyinfra.context import host
 
@@ -15,7 +17,8 @@ from deploy.window import Window
 def first_hour_check(window: Window) -> Commands:
     """
     Health, connections in use on both databases against the pool size, pm2 status and
-    restart counts, error lines in the recent pm2 logs; fails when any is wrong.
+    restart counts, error lines in the recent pm2 logs, the smoke checks; fails when any is
+    wrong.
 
     + window: the host's settings and secrets
 
@@ -26,7 +29,14 @@ def first_hour_check(window: Window) -> Commands:
     found = fact(
         window,
         remote.report,
-        remote.CheckQuery(s.health_url, "split", list(s.pm2_apps)),
+        remote.CheckQuery(
+            s.health_url,
+            "split",
+            list(s.pm2_apps),
+            dict(s.health_contract),
+            dataclasses.asdict(window.smoke()),
+        ),
+        **window.smoke_secrets(),
         primary_direct=window.primary_direct(),
         data=window.data(),
         ca_pem=window.ca_pem(),
@@ -56,6 +66,14 @@ def first_hour_check(window: Window) -> Commands:
         lines += [f"    {e}" for e in errors[-5:]]
         if errors:
             problems.append(f"{len(errors)} error line(s) in {app}'s recent logs")
+    for result in found.smoke:
+        mark = "ok" if result["ok"] else "FAILED"
+        lines.append(
+            f"smoke {mark}: {result['name']} [{result['database']}] {result['ms']:.0f} ms"
+            f" ({result['detail']})"
+        )
+        if not result["ok"]:
+            problems.append(f"smoke check {result['name']!r}: {result['detail']}")
     for line in lines:
         host.log(line)
     if problems:

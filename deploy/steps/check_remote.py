@@ -1,4 +1,4 @@
-"""Remote side of the first-hour check: health, connections, pm2, recent error lines."""
+"""Remote side of the first-hour check: health, connections, pm2, recent error lines, smoke."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from deploy.remote.apps import get_health, healthy, pm2_status
 from deploy.remote.pg import try_psql
 from deploy.remote.runtime import Context, scrub
+from deploy.remote.smoke import Smoke, run_phase
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class CheckQuery:
     health_url: str
     mode: str
     apps: list[str]
+    health_contract: dict[str, Any] = field(default_factory=dict)
+    smoke: dict[str, Any] = field(default_factory=dict)
     log_lines: int = 200
     error_pattern: str = r"(?i)\b(error|fatal|unhandled|ECONNREFUSED)\b"
 
@@ -29,11 +32,14 @@ class CheckReport:
     pm2: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)
     lines_scanned: int = 0
+    smoke: list[dict[str, Any]] = field(default_factory=list)
 
 
 def report(req: CheckQuery, ctx: Context) -> CheckReport:
-    """Fact for the first-hour check: health, connections, pm2, recent error lines."""
-    ok, why = healthy(get_health(req.health_url), req.mode)
+    """Fact for the first-hour check: health, connections, pm2, recent error lines, and the
+    smoke checks (recorded in the journal as ``smoke["check"]``; what they create they delete,
+    so the check leaves no row behind)."""
+    ok, why = healthy(get_health(req.health_url), req.mode, req.health_contract)
     connections: dict[str, Any] = {}
     for name in ("primary_direct", "data"):
         good, row = try_psql(
@@ -58,4 +64,7 @@ def report(req: CheckQuery, ctx: Context) -> CheckReport:
             scanned += len(tail)
             lines += [scrub(line.rstrip()) for line in tail if pattern.search(line)]
         errors[name] = lines[-20:]
-    return CheckReport(ok, why, connections, pm2, errors, scanned)
+    results = []
+    if req.smoke.get("checks"):
+        results = run_phase(Smoke(**req.smoke), ctx, "check", req.mode)
+    return CheckReport(ok, why, connections, pm2, errors, scanned, results)

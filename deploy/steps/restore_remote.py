@@ -108,12 +108,13 @@ def fetch(req: RestoreQuery, ctx: Context) -> None:
         dump.with_name(dump.name + ".json").write_text(json.dumps(manifest, indent=2))
 
 
-def _load(dump: Path, conn: dict[str, str]) -> None:
+def _load(dump: Path, conn: dict[str, str], owner: str) -> None:
     """``pg_restore -f - | psql`` inside one transaction that commits only if pg_restore
-    exited 0. A newer ``pg_restore`` may name settings an older server lacks
-    (``SET transaction_timeout``, from 17 on): those lines are left out."""
+    exited 0, as the source's owner (``--role``: what it creates is the owner's, as in the
+    source, so the app's role can read it again). A newer ``pg_restore`` may name settings an
+    older server lacks (``SET transaction_timeout``, from 17 on): those lines are left out."""
     restore = subprocess.Popen(
-        ["pg_restore", "--no-owner", "--no-acl", "-f", "-", str(dump)],
+        ["pg_restore", "--no-owner", "--no-acl", f"--role={owner}", "-f", "-", str(dump)],
         env=base_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -152,7 +153,8 @@ def _load(dump: Path, conn: dict[str, str]) -> None:
         raise Failure(f"loading the backup failed, nothing was committed: {scrub(last)}")
 
 
-def _create_like(admin: dict[str, str], source: str, new: str) -> None:
+def _create_like(admin: dict[str, str], source: str, new: str) -> str:
+    """Create ``new`` like ``source`` (owner, encoding, locale); returns the owner."""
     row = psql(
         admin,
         "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype"
@@ -166,6 +168,7 @@ def _create_like(admin: dict[str, str], source: str, new: str) -> None:
         f" ENCODING {literal(encoding)} LC_COLLATE {literal(collate)} LC_CTYPE {literal(ctype)}",
         what=f"create {new}",
     )
+    return owner
 
 
 def _grants_and_settings(admin: dict[str, str], old: str) -> list[str]:
@@ -226,10 +229,10 @@ def restore(req: RestoreQuery, ctx: Context) -> None:
             raise Failure(f"{free >> 20} MiB free, the restored copy needs about {size >> 20} MiB")
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         new, old = f"{req.source_db}_restore_{stamp}", f"{req.source_db}_before_restore_{stamp}"
-        _create_like(admin, req.source_db, new)
+        owner = _create_like(admin, req.source_db, new)
         try:
-            say(f"pg_restore {dump.name} into {new} (one transaction)")
-            _load(dump, {**ctx.conn("source_admin"), "PGDATABASE": new})
+            say(f"pg_restore {dump.name} into {new} (one transaction, as {owner})")
+            _load(dump, {**ctx.conn("source_admin"), "PGDATABASE": new}, owner)
             url = parse(str(ctx.secret("source_url")), what="SOURCE_ADMIN_URL")
             env = {"OLD_DATABASE_URL": url.replace(dbname=new).to_url()}
             _, sums = dbsplit_json(req.venv, ["checksums"], env)

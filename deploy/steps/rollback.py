@@ -153,7 +153,8 @@ def discard_requested() -> bool:
 def rollback(window: Window, prefix: str = "Rollback") -> None:
     """Account for the split's writes (refusing before any change), stop the apps, account
     again (dumping them when discarded), put ``.env.pre-split`` back, unfreeze, record that the
-    split is stale, restart, and wait for health in single-database mode."""
+    split is stale, restart, wait for health in single-database mode and run the smoke checks
+    there."""
     split_writes_accounted(
         name=f"{prefix}: rows the app wrote in split mode (first look, nothing changed yet)",
         window=window,
@@ -171,8 +172,9 @@ def rollback(window: Window, prefix: str = "Rollback") -> None:
     rollback_recorded(name=f"{prefix}: record that the split is stale", window=window)
     app_restarted(name=f"{prefix}: pm2 restart --update-env", window=window, mode="single")
     app_healthy(
-        name=f"{prefix}: healthy on the old database",
+        name=f"{prefix}: healthy on the old database, then the smoke checks",
         window=window,
         mode="single",
         timeout=window.settings.rollback_health_timeout,
+        phase="rollback",
     )

@@ -17,6 +17,40 @@ def assert_no_secret(window: Window, text: str, where: str) -> None:
         assert secret not in text, f"a secret appears in {where}"
 
 
+SMOKE_FEATURES = {
+    "log in": "primary",
+    "session": "primary",
+    "create user": "primary",
+    "edit user": "primary",
+    "read back the user": "primary",
+    "manage roles": "primary",
+    "assign role": "primary",
+    "upload CSV (through the web)": "data",
+    "transform": "data",
+    "export": "data",
+    "integration history": "data",
+    "session cache": "primary",
+    "web page": "none",
+    "web health": "none",
+}
+"""The checklist's features the smoke checks must cover, and the database each one touches."""
+
+
+def assert_smoke_passed(checks: list[dict[str, Any]]) -> None:
+    """A phase's smoke results: every feature checked on its database, each one passed with the
+    status it expects, timed, and none of them skipped."""
+    by_name = {c["name"]: c for c in checks}
+    for name, database in SMOKE_FEATURES.items():
+        assert name in by_name, f"no smoke check {name!r}: {sorted(by_name)}"
+        assert by_name[name]["database"] == database, by_name[name]
+    for result in checks:
+        assert set(result) == {"name", "ok", "status", "ms", "database", "detail"}, result
+        assert result["ok"] is True, result
+        assert result["status"] in (200, 201), result
+        assert result["ms"] > 0, result
+        assert "skipped" not in result["detail"], result
+
+
 def results(run: Run) -> dict[str, tuple[str, str, str]]:
     """The results table: operation name -> (success, error, no change)."""
     rows: dict[str, tuple[str, str, str]] = {}

@@ -5,8 +5,11 @@ one starts from:
 
 1. two windows at once: the second is refused before it changes anything;
 2. a target row changed after the copy: verify fails, the window stops before the cut-over,
-   a re-run refuses again, and once the row is right the window cuts over;
-3. after the restart (the app on the split, nothing written): rollback, healthy; reset;
+   a re-run refuses again, and once the row is right the window cuts over; there the app's
+   role loses INSERT on ``config.role_permissions`` on PRIMARY: the smoke check "manage
+   roles" fails the health gate and the window rolls back by itself (the rollback's smoke
+   checks pass on the old database);
+3. after that automatic rollback from the cut-over: a rollback changes nothing; reset;
 4. pyinfra killed after the freeze (a session opened before it is ended; the app's role,
    whatever it sets, cannot connect): rollback, healthy, the source writable;
 5. pyinfra killed after the copy, then a superuser writes with the read-only default turned
@@ -37,6 +40,7 @@ from standins.host import http_json
 from standins.window import BUCKET, ProcSampler, Run, Window
 from tests.deploy.helpers import (
     assert_no_secret,
+    assert_smoke_passed,
     changed,
     count,
     freeze_check,
@@ -126,18 +130,55 @@ def test_a_target_row_changed_after_the_copy_stops_the_window(window: Window) ->
         assert "cutover" not in window_state(window)
     with window.data_pg.connect(window.vps.data_db) as conn:
         conn.execute("UPDATE reference.carriers SET name = %s WHERE id = %s", [name, row_id])
-    run = window.run("production")
-    assert run.returncode == 0, str(run)
-    health = window.health()
-    assert (health.get("status"), health.get("mode")) == ("ok", "split"), health
+    run = cut_over_with_manage_roles_broken(window)
     # (the first run's verify may have gone on after pyinfra was killed: only the last three)
     verified = [e for e in journal(window) if e["step"] == "verify" and e["event"] == "facts"]
     assert [e["verify"]["ok"] for e in verified[-3:]] == [False, False, True]
     assert len({e["run"] for e in verified[-3:]}) == 3, "each run verified anew"
+    assert_no_secret(window, run.output, "the output")
 
 
-def test_rollback_after_the_restart(window: Window) -> None:
-    rollback_to_single(window, "after the restart (cut over)")
+def cut_over_with_manage_roles_broken(window: Window) -> Run:
+    """The window cuts over, but once the app runs on the split its role loses INSERT on
+    ``config.role_permissions`` on PRIMARY (a grant the split forgot): health is green, the
+    smoke check "manage roles" fails the gate, and the window rolls back by itself; there,
+    on the old database, every smoke check passes."""
+    grant = "{} INSERT ON config.role_permissions {} " + window.dbaas.admin_user
+
+    def break_manage_roles(line: str) -> None:
+        if "Starting operation: 11. Health gate" in line:  # after the cut-over's restart
+            with window.dbaas.server.connect(window.primary_db) as conn:
+                conn.execute(grant.format("REVOKE", "FROM"))
+
+    users = count(window, "config.users")
+    try:
+        run = window.run("production", on_line=break_manage_roles)
+    finally:
+        with window.dbaas.server.connect(window.primary_db) as conn:
+            conn.execute(grant.format("GRANT", "TO"))
+    assert run.returncode != 0, str(run)
+    assert "health gate failed; rolled back" in run.output, str(run)
+    assert "failed: manage roles (expected 201, got 500" in run.output, str(run)
+    health = window.health()
+    assert (health.get("status"), health.get("mode")) == ("ok", "single"), health
+    assert not frozen(window)
+    smoke = window_state(window)["smoke"]
+    cutover = {c["name"]: c for c in smoke["cutover"]["checks"]}
+    assert smoke["cutover"]["mode"] == "split"
+    assert not cutover["manage roles"]["ok"], cutover
+    assert cutover["create user"]["ok"], "the features before it worked"
+    assert cutover["clean up: role"]["ok"], "what the smoke checks created is gone"
+    assert smoke["rollback"]["mode"] == "single"
+    assert_smoke_passed(smoke["rollback"]["checks"])
+    assert count(window, "config.users") == users
+    return run
+
+
+def test_after_the_automatic_rollback_a_rollback_changes_nothing(window: Window) -> None:
+    run = window.run("rollback")
+    assert run.returncode == 0, str(run)
+    assert not changed(run), str(run)
+    assert window.health().get("mode") == "single"
     reset(window)
 
 

@@ -1,5 +1,6 @@
 """The deploy's pure parts, as data: the ``.env`` merge, URL shaping, the cut-over gate, what a
-remote action ships with, and how the VPS side answers a bad request.
+remote action ships with, how the VPS side answers a bad request, the smoke checks (parsing,
+JSON conditions, scrubbing) and the health contract.
 
 Each case is one row: what goes in, what must come out (pyinfra's own tests are written so).
 """
@@ -16,8 +17,9 @@ import pytest
 
 from dbsplit.errors import UsageError
 from dbsplit.urls import SPLIT_ENV_HEADER, env_line, env_value, merged_env, with_ca_path
-from deploy.remote import BOOTSTRAP, Request, closure
-from deploy.steps import lock_remote, split_remote, verify_remote
+from deploy.remote import BOOTSTRAP, Request, closure, smoke
+from deploy.remote.apps import healthy
+from deploy.steps import app_remote, lock_remote, split_remote, verify_remote
 
 STEPS = Path(__file__).resolve().parents[2] / "deploy" / "steps"
 
@@ -281,3 +283,191 @@ def test_a_request_never_shows_its_secrets() -> None:
     assert "hunter2" not in repr(request)
     assert "hunter2" not in str(request)
     assert repr(request) == "<lock.held request, secrets hidden>"
+
+
+# ----- smoke checks and the health contract ----------------------------------------------------
+
+GOOD = {"name": "n", "method": "get", "path": "/x"}
+REFUSED: list[tuple[str, Any, str]] = [
+    ("not a list", {"name": "n"}, "smoke_checks must be a list, not dict"),
+    ("not a dict", ["GET /"], "smoke check 1 is not a dict: 'GET /'"),
+    ("unknown key", [{**GOOD, "expected": 200}], "smoke check 1 ('n'): unknown key 'expected'"),
+    ("no path", [{"name": "n", "method": "GET"}], "smoke check 1 ('n'): path must be"),
+    ("relative path", [{**GOOD, "path": "x"}], "path must start with '/', not 'x'"),
+    ("a name twice", [GOOD, GOOD], "smoke check 2 ('n'): the name is used twice"),
+    ("bad method", [{**GOOD, "method": "FETCH"}], "unknown method 'FETCH'"),
+    ("unknown app", [{**GOOD, "app": "admin"}], "app 'admin' is not in app_urls"),
+    ("bad database", [{**GOOD, "database": "both!"}], "database must be one of primary, data"),
+    ("status text", [{**GOOD, "expect": "200"}], "expect must be an HTTP status, not '200'"),
+    ("status bool", [{**GOOD, "expect": True}], "expect must be an HTTP status, not True"),
+    ("bad predicate", [{**GOOD, "json": {"a": {"like": 1}}}], "condition on 'a' must be"),
+    ("two predicates", [{**GOOD, "json": {"a": {"gt": 1, "lt": 3}}}], "condition on 'a'"),
+    ("unknown type", [{**GOOD, "json": {"a": {"type": "int"}}}], "unknown type 'int' for 'a'"),
+    ("text not a list", [{**GOOD, "text": "ok"}], "text must be a list of strings"),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_a_bad_smoke_check_list_is_refused_with_one_line(raw: Any, message: str) -> None:
+    with pytest.raises(smoke.SmokeError) as caught:
+        smoke.parse_checks(raw)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_every_environments_smoke_checks_parse() -> None:
+    from group_data import all as shared
+
+    checks = smoke.parse_checks(shared.smoke_checks, tuple(shared.app_urls))
+    assert {c.database for c in checks} >= {"primary", "data"}
+    assert {c.app for c in checks} == {"api", "web"}, "both pm2 apps are checked over HTTP"
+    assert [c.name for c in checks if c.session] == ["log in"]
+    assert all(c.always for c in checks if c.method == "DELETE"), "clean-ups always run"
+
+
+BODY = {"user": {"email": "a@b"}, "runs": [{"id": 7}, {"id": 8}], "n": 3, "flag": True, "z": 0}
+CONDITIONS: list[tuple[str, Any, bool]] = [
+    ("user.email", "a@b", True),
+    ("user.email", "x@b", False),
+    ("runs.1.id", 8, True),
+    ("runs.-1.id", 8, True),
+    ("runs.2.id", 8, False),
+    ("runs", {"type": "list"}, True),
+    ("user", {"type": "list"}, False),
+    ("flag", {"type": "number"}, False),
+    ("n", {"type": "number"}, True),
+    ("n", {"gte": 3}, True),
+    ("n", {"gt": 3}, False),
+    ("flag", {"gte": 1}, False),
+    ("user.email", {"gt": 1}, False),
+    ("n", {"ne": 4}, True),
+    ("user.email", {"contains": "@"}, True),
+    ("n", {"contains": 3}, False),
+    ("runs", {"nonempty": True}, True),
+    ("z", {"nonempty": True}, False),
+    ("missing", None, False),
+    ("missing", {"ne": 1}, False),
+]
+
+
+@pytest.mark.parametrize(("path", "expected", "ok"), CONDITIONS)
+def test_json_conditions(path: str, expected: Any, ok: bool) -> None:
+    assert smoke.holds(smoke.lookup(BODY, path), expected)[0] is ok
+
+
+def test_variables_fill_strings_and_keep_a_lone_values_type() -> None:
+    variables = {"id": 12, "run": "ab"}
+    body = {"roleId": "{id}", "name": "smoke-{run}", "list": ["{run}", 1], "n": None}
+    assert smoke.fill(body, variables) == {
+        "roleId": 12,
+        "name": "smoke-ab",
+        "list": ["ab", 1],
+        "n": None,
+    }
+    assert smoke.fill("/u/{id}/{missing}", variables) == "/u/12/{missing}"
+    assert smoke.needs(["/u/{id}", {"a": ["{b}"]}, 3]) == {"id", "b"}
+
+
+def test_details_are_scrubbed_of_secrets() -> None:
+    text = "login as smoke with pw-Secret-1 gave token tok.en.abc; pw-Secret-1%21"
+    hidden = ["pw-Secret-1", "tok.en.abc", "abc", ""]
+    assert smoke.scrubbed(text, hidden) == "login as smoke with *** gave token ***; ***%21"
+
+
+JUDGED: list[tuple[str, dict[str, Any], int, Any, str, str]] = [
+    ("status and error", {}, 403, {"error": "permission roles.manage required"}, "",
+     "expected 201, got 403: permission roles.manage required"),
+    ("a condition", {"json": {"n": {"gte": 4}}}, 201, BODY, "", "n is 3, expected gte 4"),
+    ("a text", {"text": ["line,{run}"]}, 201, None, "line,x", "body lacks 'line,ab'"),
+    ("nothing to save", {"save": {"id": "id"}}, 201, BODY, "", "no id to save as id"),
+    ("no session token", {"session": "token"}, 201, BODY, "", "no token to save as session"),
+    ("all held", {"json": {"user.email": "a@b"}, "text": ["ab"]}, 201, BODY, "ab", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "body", "text", "problem"),
+    [c[1:] for c in JUDGED],
+    ids=[c[0] for c in JUDGED],
+)
+def test_judge_a_response(
+    extra: dict[str, Any], status: int, body: Any, text: str, problem: str
+) -> None:
+    check = smoke.Check(name="c", method="POST", path="/", expect=201, **extra)
+    assert smoke.judge(check, status, body, text, {"run": "ab"}) == problem
+
+
+FIXTURE_CONTRACT = {
+    "ok": {"status": "ok"},
+    "mode": "mode",
+    "connected": {"primary": "databases.primary.connected", "data": "databases.data.connected"},
+}
+UP = {"connected": True, "database": "handled"}
+HEALTH: list[tuple[str, dict[str, Any], dict[str, Any], bool, str]] = [
+    ("both connected", FIXTURE_CONTRACT,
+     {"status": "ok", "mode": "split",
+      "databases": {"primary": UP, "data": {**UP, "database": "d"}}},
+     True, "data d, primary handled"),
+    ("wrong mode", FIXTURE_CONTRACT, {"status": "ok", "mode": "single"}, False,
+     "API in single mode, expected split"),
+    ("one down", FIXTURE_CONTRACT,
+     {"status": "degraded", "mode": "split",
+      "databases": {"primary": {"connected": False, "error": "refused"}, "data": UP}},
+     False, "primary not connected (refused); status degraded"),
+    ("flag missing", FIXTURE_CONTRACT, {"status": "ok", "mode": "split", "databases": {}},
+     False, "data not connected (unknown error); primary not connected (unknown error)"),
+    ("not answering", FIXTURE_CONTRACT,
+     {"status": "down", "error": "refused", "_unreachable": True}, False,
+     "API not answering (refused)"),
+    ("another app's shape", {"ok": {"state": "UP"}, "mode": None, "connected": {"db": "checks.db"}},
+     {"state": "UP", "checks": {"db": True}}, True, "db connected"),
+    ("another app's shape, down", {"ok": {"state": "UP"}, "connected": {"db": "checks.db"}},
+     {"state": "DOWN", "checks": {"db": True}}, False, "state DOWN"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("contract", "body", "ok", "why"), [c[1:] for c in HEALTH], ids=[c[0] for c in HEALTH]
+)
+def test_the_health_contract(
+    contract: dict[str, Any], body: dict[str, Any], ok: bool, why: str
+) -> None:
+    assert healthy(body, "split", contract) == (ok, why)
+
+
+def _phase(ok: bool, at: str) -> dict[str, Any]:
+    return {
+        "at": at,
+        "mode": "split",
+        "checks": [{"name": "a", "ok": True}, {"name": "b", "ok": ok}],
+    }
+
+
+SMOKE_DONE: list[tuple[str, dict[str, Any], str, bool]] = [
+    ("no phase asked", {"window": "w"}, "", True),
+    ("no window open", {}, "cutover", True),
+    ("not run yet", {"window": "w", "restarted_at": "2026-01-01T00:00:00Z"}, "cutover", False),
+    ("passed after the restart",
+     {"window": "w", "restarted_at": "2026-01-01T00:00:00Z",
+      "smoke": {"cutover": _phase(True, "2026-01-01T00:00:05Z")}}, "cutover", True),
+    ("one check failed",
+     {"window": "w", "restarted_at": "2026-01-01T00:00:00Z",
+      "smoke": {"cutover": _phase(False, "2026-01-01T00:00:05Z")}}, "cutover", False),
+    ("passed before a newer restart",
+     {"window": "w", "restarted_at": "2026-01-01T01:00:00Z",
+      "smoke": {"cutover": _phase(True, "2026-01-01T00:00:05Z")}}, "cutover", False),
+    ("the rollback's, before the rollback",
+     {"window": "w", "rolled_back": {"at": "2026-01-01T02:00:00Z"},
+      "smoke": {"rollback": _phase(True, "2026-01-01T01:00:00Z")}}, "rollback", False),
+    ("an empty list proves nothing",
+     {"window": "w", "smoke": {"check": {"at": "z", "checks": []}}}, "check", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("recorded", "phase", "done"), [c[1:] for c in SMOKE_DONE], ids=[c[0] for c in SMOKE_DONE]
+)
+def test_a_phase_smoke_run_counts_only_when_it_passed_since_the_phase_began(
+    recorded: dict[str, Any], phase: str, done: bool
+) -> None:
+    assert app_remote.smoke_passed(recorded, phase) is done

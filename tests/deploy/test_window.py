@@ -27,6 +27,7 @@ from standins.host import http_json
 from standins.window import BUCKET, ProcSampler, Window
 from tests.deploy.helpers import (
     assert_no_secret,
+    assert_smoke_passed,
     backups,
     changed,
     count,
@@ -118,6 +119,12 @@ def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
     gate = state["cutover"]["gate"]  # the source stayed at the copy's position to the cut-over
     assert gate["positions"]["source"] == state["split"]["source_position"]
     assert gate["verify_run"] == state["verify"]["run"]
+    # the smoke checks passed in split mode before the window declared success, and what they
+    # created they deleted (the user count above is the one before the window)
+    cutover = state["smoke"]["cutover"]
+    assert cutover["mode"] == "split"
+    assert_smoke_passed(cutover["checks"])
+    assert cutover["at"] >= state["restarted_at"]
     steps = [e["step"] for e in journal(window) if e["event"] == "done"]
     for step in ("freeze", "backup", "backup-upload", "split", "verify", "env", "restart-split"):
         assert step in steps, steps
@@ -165,6 +172,37 @@ def test_first_hour_check(window: Window) -> None:
     assert "primary connections in use" in run.output
     assert "(pool size 15)" in run.output
     assert "pm2 backoffice-api: online" in run.output
+    assert "smoke ok: manage roles [primary]" in run.output, str(run)
+    assert "smoke ok: upload CSV (through the web) [data]" in run.output
+    checked = window_state(window)["smoke"]["check"]
+    assert checked["mode"] == "split"
+    assert_smoke_passed(checked["checks"])
+    assert_no_secret(window, run.output, "check output")
+
+
+def test_first_hour_check_fails_when_a_feature_is_broken(window: Window) -> None:
+    """The app's role loses INSERT on ``config.role_permissions`` on PRIMARY (a grant the split
+    forgot): health stays green, the smoke check "manage roles" fails the check."""
+    users = count(window, "config.users", where="primary")
+    grant = "{} INSERT ON config.role_permissions {} " + window.dbaas.admin_user
+    with window.dbaas.server.connect(window.primary_db) as conn:
+        conn.execute(grant.format("REVOKE", "FROM"))
+    try:
+        run = window.run("check")
+    finally:
+        with window.dbaas.server.connect(window.primary_db) as conn:
+            conn.execute(grant.format("GRANT", "TO"))
+    assert run.returncode != 0, str(run)
+    assert "health: ok" in run.output
+    assert "smoke FAILED: manage roles [primary]" in run.output, str(run)
+    assert "permission denied for table role_permissions" in run.output
+    checks = {c["name"]: c for c in window_state(window)["smoke"]["check"]["checks"]}
+    assert not checks["manage roles"]["ok"]
+    assert checks["manage roles"]["status"] == 500
+    assert checks["upload CSV (through the web)"]["ok"], "the other features still work"
+    assert checks["clean up: role"]["ok"]
+    assert checks["clean up: user"]["ok"]
+    assert count(window, "config.users", where="primary") == users, "nothing left behind"
     assert_no_secret(window, run.output, "check output")
 
 
@@ -196,6 +234,9 @@ def test_rollback_with_discard_dumps_the_rows_first(window: Window) -> None:
     assert window.vps.app.read_env()["SPLIT_DB_MODE"] == "false"
     assert count(window, "integration.runs") == source_runs
 
+    back = window_state(window)["smoke"]["rollback"]
+    assert back["mode"] == "single"
+    assert_smoke_passed(back["checks"])
     dumped = window_state(window)["split_writes_dumped"]
     assert dumped["tables"]["data integration.runs"]["written"] == 3
     path = window.vps.ssh.home / "backups" / dumped["folder"].split("/backups/")[1]

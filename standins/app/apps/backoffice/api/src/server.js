@@ -8,6 +8,8 @@
 //   GET  /api/carriers               reference.carriers on DATA
 //   GET  /api/integration-runs       the latest integration.runs on DATA
 //   POST /api/integration-runs       insert into integration.runs on DATA
+//   GET  /api/metrics                the session cache's hits and misses
+//   the checklist's features (log-in, users, roles, imports): see features.js
 //
 // Configuration: apps/backoffice/api/.env, read at every start (see lib/env.js);
 // the port comes from `--port N` (set by ecosystem.config.js) or PORT.
@@ -17,6 +19,8 @@ const http = require('http')
 const path = require('path')
 const { loadEnv } = require('../../../../lib/env')
 const { databaseTargets, makePool } = require('../../../../lib/db')
+const { SessionCache } = require('./auth')
+const { features } = require('./features')
 
 const HEALTH_TIMEOUT_MS = 2500
 const GENERATED = path.resolve(__dirname, '..', '..', '..', '..', 'node_modules', '.handled-generated', 'clients.json')
@@ -44,6 +48,7 @@ const targets = databaseTargets()
 const primary = makePool(targets.primary, { max: 5 })
 const data = targets.mode === 'split' ? makePool(targets.data, { max: 10 }) : primary
 const clients = { primary, data }
+const sessions = new SessionCache()
 
 // Prisma needs its generated client per schema: in split mode, both must have been generated.
 function missingClient(name) {
@@ -107,6 +112,7 @@ async function health() {
     mode: targets.mode,
     databases: { primary: p, data: d },
     auth,
+    sessions: sessions.stats(),
     build: build ? build.id : null,
     pid: process.pid,
     startedAt,
@@ -125,7 +131,7 @@ function readBody(req) {
     req.setEncoding('utf8')
     req.on('data', (chunk) => {
       body += chunk
-      if (body.length > 65536) reject(Object.assign(new Error('body too large'), { status: 413 }))
+      if (body.length > 1048576) reject(Object.assign(new Error('body too large'), { status: 413 }))
     })
     req.on('end', () => resolve(body))
     req.on('error', reject)
@@ -137,6 +143,7 @@ const routes = {
     const body = await health()
     return [body.status === 'ok' ? 200 : 503, body]
   },
+  'GET /api/metrics': async () => [200, { sessions: sessions.stats(), pid: process.pid, startedAt }],
   'GET /api/version': async () => [200, { build, startedAt, pid: process.pid, mode: targets.mode }],
   'GET /api/users/count': async () => {
     const res = await query('primary', 'SELECT count(*)::int AS count FROM config.users')
@@ -177,19 +184,32 @@ const routes = {
   },
 }
 
-function send(res, status, body) {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+const patterns = features({ query, readBody, sessions })
+
+// The handler for a request: an exact route, else a pattern route with its captured ids.
+function findRoute(method, pathname) {
+  const exact = routes[`${method} ${pathname}`]
+  if (exact) return exact
+  for (const [m, pattern, handler] of patterns) {
+    const match = m === method && pattern.exec(pathname)
+    if (match) return (req, url) => handler(req, match.slice(1), url)
+  }
+  return null
+}
+
+function send(res, status, body, type = 'application/json') {
+  const text = type === 'application/json' ? JSON.stringify(body) : String(body)
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' })
   res.end(text)
 }
 
 const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, 'http://localhost')
-  const route = routes[`${req.method} ${url.pathname}`]
+  const route = findRoute(req.method, url.pathname)
   if (!route) return send(res, 404, { error: 'not found' })
   try {
-    const [status, body] = await route(req)
-    send(res, status, body)
+    const [status, body, type] = await route(req, url)
+    send(res, status, body, type)
   } catch (err) {
     send(res, err.status || 500, { error: String(err.message || err) })
   }
