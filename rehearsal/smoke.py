@@ -23,19 +23,21 @@ from rehearsal.model import Facts, Proof, Prover
 SINGLE, SPLIT = ("rollback", "single"), ("cutover", "split")
 """Where each mode's smoke checks are recorded: the rollback on the old database, the cut-over."""
 
+UPLOAD = "upload CSV (through the web)"
+
 #: One feature each: key -> ((phase, mode), the names of the checks that prove it). The names
 #: are the smoke checks' own (``name`` in the journal), as the environment's list declares them.
 FEATURES: dict[str, tuple[tuple[str, str], tuple[str, ...]]] = {
-    "smoke.login": (SPLIT, ("login",)),
-    "smoke.users": (SPLIT, ("create user", "edit user")),
-    "smoke.roles": (SPLIT, ("manage roles",)),
-    "smoke.upload": (SPLIT, ("upload file",)),
+    "smoke.login": (SPLIT, ("log in", "session")),
+    "smoke.users": (SPLIT, ("create user", "edit user", "read back the user")),
+    "smoke.roles": (SPLIT, ("create role", "manage roles", "assign role")),
+    "smoke.upload": (SPLIT, (UPLOAD,)),
     "smoke.transform": (SPLIT, ("transform",)),
     "smoke.export": (SPLIT, ("export",)),
     "smoke.history": (SPLIT, ("integration history",)),
     "smoke.session_cache": (SPLIT, ("session cache",)),
-    "smoke.single_login": (SINGLE, ("login",)),
-    "smoke.single_upload": (SINGLE, ("upload file",)),
+    "smoke.single_login": (SINGLE, ("log in", "session")),
+    "smoke.single_upload": (SINGLE, (UPLOAD,)),
     "smoke.single_transform": (SINGLE, ("transform",)),
 }
 ALL_CHECKS: tuple[str, ...] = tuple(

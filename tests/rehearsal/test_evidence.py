@@ -82,7 +82,12 @@ TABLES = [
 
 
 def _smoke(mode: str) -> dict[str, Any]:
-    database = {"login": "primary", "manage roles": "primary", "create user": "primary"}
+    database = {
+        "log in": "primary",
+        "session": "primary",
+        "manage roles": "primary",
+        "create user": "primary",
+    }
     return {
         "at": "2026-12-01T05:29:10Z",
         "mode": mode,
@@ -232,10 +237,10 @@ TICKED: dict[str, tuple[str, str]] = {
     "`SPLIT_DB_MODE=true`": ("env.split_mode", "SPLIT_DB_MODE=true"),
     "Secure `AUTH_SECRET` generated": ("env.auth_secret", "43 characters"),
     "Local testing completed (single-DB mode)": ("smoke.single", "single mode"),
-    "Single-DB mode tested": ("smoke.single", "login: ok"),
+    "Single-DB mode tested": ("smoke.single", "log in: ok"),
     "Set `SPLIT_DB_MODE=false`": ("app.single_health", "mode single"),
-    "Tested authentication flow": ("smoke.single_login", "login: ok, HTTP 200"),
-    "Tested data imports": ("smoke.single_upload", "upload file: ok"),
+    "Tested authentication flow": ("smoke.single_login", "log in: ok, HTTP 200"),
+    "Tested data imports": ("smoke.single_upload", "upload CSV (through the web): ok"),
     "Tested transformations": ("smoke.single_transform", "transform: ok"),
     "Split-DB mode tested locally": ("smoke.split", "split mode"),
     "Created `handled_primary_dev` database": ("primary.database", "config 5 tables"),
@@ -268,9 +273,9 @@ TICKED: dict[str, tuple[str, str]] = {
     "Deployed application code to staging": ("app.deployed", "20261201T052851-0a1b2c"),
     "Set `SPLIT_DB_MODE=true` on staging": ("env.split_mode", "SPLIT_DB_MODE=true"),
     "Tested all features work": ("smoke.split", "integration history: ok"),
-    "User login": ("smoke.login", "login: ok"),
+    "User login": ("smoke.login", "log in: ok"),
     "Role management": ("smoke.roles", "manage roles: ok"),
-    "File imports": ("smoke.upload", "upload file: ok"),
+    "File imports": ("smoke.upload", "upload CSV (through the web): ok"),
     "Transformations": ("smoke.transform", "transform: ok"),
     "Exports": ("smoke.export", "export: ok"),
     "Integration history": ("smoke.history", "integration history: ok"),
@@ -287,10 +292,10 @@ TICKED: dict[str, tuple[str, str]] = {
     "Step 5: Restart services": ("deploy.restart", "2026-12-01T05:29:02Z"),
     "Step 6: Verify health": ("app.split_health", "mode split"),
     "Health check shows both databases connected": ("app.split_health", "data handled_data"),
-    "User can log in successfully": ("smoke.login", "login: ok"),
+    "User can log in successfully": ("smoke.login", "log in: ok"),
     "Can create/edit users": ("smoke.users", "edit user: ok"),
     "Can manage roles and permissions": ("smoke.roles", "manage roles: ok"),
-    "File upload works": ("smoke.upload", "upload file: ok"),
+    "File upload works": ("smoke.upload", "upload CSV (through the web): ok"),
     "Data transformation works": ("smoke.transform", "transform: ok"),
     "Exports work": ("smoke.export", "export: ok"),
     "No errors in PM2 logs": ("check.pm2_logs", "212 recent pm2 log lines"),
@@ -575,7 +580,7 @@ BREAKS: dict[str, list[Break]] = {
         ("no smoke record", _drop("smoke")),
         ("no single-mode record", _drop("smoke", "rollback")),
         ("export fails on the split", _smoke_check("cutover", "export", ok=False)),
-        ("login fails on the old database", _smoke_check("rollback", "login", ok=False)),
+        ("login fails on the old database", _smoke_check("rollback", "log in", ok=False)),
     ],
     **{key: _smoke_breaks(key) for key in SMOKE},
 }
@@ -747,3 +752,18 @@ def test_the_catalog_readers_count_tables_and_applied_migrations(
     assert evidence.shipped_migrations(APP / "no-such-folder") == 0
     assert set(tables) == {"config", "customer"}
     assert all(n > 0 for n in tables.values())
+
+
+def test_every_smoke_check_the_report_reads_is_one_the_window_runs() -> None:
+    """The report's check names are the environment's own (a renamed check would never tick)."""
+    import runpy
+
+    declared = {
+        check["name"]
+        for check in runpy.run_path(str(Path(__file__).parents[2] / "group_data" / "all.py"))[
+            "smoke_checks"
+        ]
+    }
+    wanted = {name for _, names in SMOKE.values() for name in names}
+    assert wanted, "the report reads no smoke check"
+    assert wanted <= declared, f"not in group_data/all.py smoke_checks: {sorted(wanted - declared)}"
