@@ -10,7 +10,7 @@ standard library there: psycopg is imported only by :meth:`PgUrl.conninfo`).
 Example::
 
     >>> app_pool_url(user="app", password="s3cr=t", host="db.example.com",
-    ...              pool_name="handled-pool", ca_path="/etc/handled/ca.crt")
+    ...              pool_name="handled-pool", ca_path="/etc/handled/ca.crt", pgbouncer=True)
     'postgresql://app:s3cr%3Dt@db.example.com:25061/handled-pool?sslmode=verify-full&sslrootcert=%2Fetc%2Fhandled%2Fca.crt&pgbouncer=true'
     >>> redact("postgresql://app:s3cr%3Dt@db.example.com:25060/handled")
     'postgresql://app:***@db.example.com:25060/handled'
@@ -257,11 +257,16 @@ def app_pool_url(
     host: str,
     pool_name: str,
     ca_path: str,
+    pgbouncer: bool,
     port: int = DO_POOL_PORT,
     extra: Mapping[str, str] | None = None,
 ) -> str:
-    """The app's URL through DigitalOcean's PgBouncer pool (the pool name is the database)."""
-    params = dict(extra or {}) | tls_params(ca_path) | {"pgbouncer": "true"}
+    """The app's URL through DigitalOcean's PgBouncer pool (the pool name is the database).
+
+    ``pgbouncer`` is Prisma's ``pgbouncer`` parameter, written out either way
+    (``pgbouncer=true`` or ``pgbouncer=false``): the stack's ``prismaPgbouncer`` decides it.
+    """
+    params = dict(extra or {}) | tls_params(ca_path) | {"pgbouncer": _flag(pgbouncer)}
     return build_url(
         user=user, password=password, host=host, port=port, dbname=pool_name, params=params
     )
@@ -292,21 +297,27 @@ def app_direct_url(
 _SHAPE_PARAMS = frozenset({"sslmode", "sslrootcert", "sslcert", "sslaccept", "pgbouncer"})
 
 
-def with_ca_path(url: str, ca_path: str, *, pool: bool, what: str) -> str:
+def with_ca_path(
+    url: str, ca_path: str, *, pool: bool, what: str, pgbouncer: bool | None = None
+) -> str:
     """The app's PRIMARY ``url`` (pooled or direct) in the one shape :func:`app_pool_url` or
     :func:`app_direct_url` gives, verifying the server against ``ca_path`` (where the CA is on
-    the machine that connects). Other parameters are kept."""
+    the machine that connects). Other parameters are kept; a pooled URL needs ``pgbouncer``
+    (the stack's ``prismaPgbouncer``), a direct one never carries it."""
     parsed = parse(url, what=what)
     if not parsed.user or not parsed.host or not parsed.dbname:
         raise UsageError(f"{what} must name a user, a host and a database: {parsed.redacted()}")
     extra = {k: v for k, v in parsed.params if k not in _SHAPE_PARAMS}
     if pool:
+        if pgbouncer is None:
+            raise UsageError(f"{what}: a pooled URL needs the pgbouncer setting")
         return app_pool_url(
             user=parsed.user,
             password=parsed.password,
             host=parsed.host,
             pool_name=parsed.dbname,
             ca_path=ca_path,
+            pgbouncer=pgbouncer,
             port=parsed.port or DO_POOL_PORT,
             extra=extra,
         )
@@ -384,6 +395,10 @@ def env_value(text: str, key: str) -> str | None:
 
 
 _MASK = "***"
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def _render(url: PgUrl, *, password: str | None) -> str:

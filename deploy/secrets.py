@@ -6,7 +6,8 @@ the secrets.
 holding exactly that JSON (``outputs_source = "file"``, the path in ``stack_outputs_file`` or
 ``HANDLED_STACK_OUTPUTS``; the rehearsal's stand-ins write one). That adapter is the only
 difference between the two: the values the stack knows (the CA's path on the VPS, the backup
-bucket, its endpoint and region, the pool's size) are never repeated in ``group_data/``.
+bucket, its endpoint and region, the pool's size, Prisma's ``pgbouncer=``) are never repeated in
+``group_data/``.
 
 **Secrets**: environment variables first, then the outputs.
 

@@ -2,8 +2,8 @@
 
 Every runbook reads ``Settings.of(host)``; the keys and their defaults are listed in
 ``group_data/all.py``. Paths on the VPS are absolute or relative to the deploy user's home.
-What the stack knows (the CA's path on the VPS, the pool's size, the backup bucket) is not
-here: it comes from the stack outputs (:class:`StackValues`).
+What the stack knows (the CA's path on the VPS, the pool's size, Prisma's ``pgbouncer=``, the
+backup bucket) is not here: it comes from the stack outputs (:class:`StackValues`).
 """
 
 from __future__ import annotations
@@ -121,6 +121,8 @@ class StackValues:
 
     ca_path: str
     pool_size: int
+    #: Prisma's ``pgbouncer=`` in the app's PRIMARY_DATABASE_URL (``prismaPgbouncer``)
+    pgbouncer: bool
     bucket: str
     endpoint: str
     region: str
@@ -130,9 +132,13 @@ class StackValues:
         endpoint = str(outputs.require("backupBucketEndpoint"))
         if "://" not in endpoint:
             endpoint = f"https://{endpoint}"
+        pgbouncer = outputs.require("prismaPgbouncer")
+        if not isinstance(pgbouncer, bool):
+            raise DeployError(f"stack output 'prismaPgbouncer' is not true or false: {pgbouncer!r}")
         return cls(
             ca_path=str(outputs.require("caCertPath")),
             pool_size=int(outputs.require("poolSize")),
+            pgbouncer=pgbouncer,
             bucket=str(outputs.require("backupBucketName")),
             endpoint=endpoint,
             region=str(outputs.require("backupBucketRegion")),

@@ -89,7 +89,7 @@ class Window:
 
     @cached_property
     def stack(self) -> StackValues:
-        """What the stack's outputs say (CA path, pool size, bucket)."""
+        """What the stack's outputs say (CA path, pool size, Prisma's pgbouncer=, bucket)."""
         s = self.settings
         return StackValues.of(
             outputs(s.outputs_source, s.pulumi_stack, s.pulumi_cwd, s.stack_outputs_file)
@@ -119,9 +119,12 @@ class Window:
         return _shaped(url, ca_path, pool=False, what="PRIMARY_DIRECT_URL")
 
     def primary_pool_url(self, ca_path: str) -> str:
-        """PRIMARY's pooled URL (``pgbouncer=true``), verify-full against ``ca_path``."""
+        """PRIMARY's pooled URL (``pgbouncer=`` as the stack's ``prismaPgbouncer`` says),
+        verify-full against ``ca_path``."""
         url = self.secrets.require("PRIMARY_DATABASE_URL")
-        return _shaped(url, ca_path, pool=True, what="PRIMARY_DATABASE_URL")
+        return _shaped(
+            url, ca_path, pool=True, what="PRIMARY_DATABASE_URL", pgbouncer=self.stack.pgbouncer
+        )
 
     def primary_direct(self) -> dict[str, str]:
         """libpq variables for PRIMARY, direct (the CA file is the action's private copy)."""
@@ -203,8 +206,8 @@ class Window:
         )
 
 
-def _shaped(url: str, ca_path: str, *, pool: bool, what: str) -> str:
+def _shaped(url: str, ca_path: str, *, pool: bool, what: str, pgbouncer: bool | None = None) -> str:
     try:
-        return with_ca_path(url, ca_path, pool=pool, what=what)
+        return with_ca_path(url, ca_path, pool=pool, what=what, pgbouncer=pgbouncer)
     except UsageError as exc:
         raise DeployError(str(exc)) from None

@@ -2,8 +2,8 @@
 
 Paths on the VPS are absolute or relative to the deploy user's home; ``env_file`` may be
 relative to ``app_dir``. What the Pulumi stack knows (the CA's path on the VPS, the pool's
-size, the backup bucket, its endpoint and region) is not repeated here: the deploy reads it
-from the stack's outputs (``outputs_source``).
+size, Prisma's ``pgbouncer=``, the backup bucket, its endpoint and region) is not repeated
+here: the deploy reads it from the stack's outputs (``outputs_source``).
 """
 
 # The app
@@ -106,6 +106,9 @@ pip_args: list[str] = []
 dbsplit_jobs = 2
 dbsplit_migrate_args: list[str] = []
 report_dir = "reports/deploy"  # on the operator's machine
+
+# Phase 2's pool burst: clients at once (None: twice the stack's poolSize; must exceed it)
+pool_burst_clients = None
 
 # The backup (named for the window: <backup_prefix>-<window>.dump)
 backup_dir = "backups"

@@ -13,7 +13,10 @@ Validation rules (the program creates nothing if one fails):
 - `vpsIps` holds public IPv4 addresses and is never empty (or `vpsDropletName` is given);
 - `pgVersion` is at least 17;
 - the maintenance window starts off-peak (`OFF_PEAK_START_HOURS`, UTC);
-- `region` equals `vpsRegion`, the VPS's region.
+- `region` equals `vpsRegion`, the VPS's region;
+- a Slack target needs both `alertSlackChannel` and `alertSlackWebhookUrl`, the URL an
+  ``https://hooks.slack.com/`` webhook set as a secret (``pulumi config set --secret``); its
+  value never appears in a message.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -40,6 +43,9 @@ MIN_PG_VERSION = 17
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 POOL_MODES = ("transaction", "session", "statement")
 DEFAULT_CA_CERT_PATH = "/home/deploy/handled/apps/backoffice/api/certs/primary-ca.crt"
+#: Keys whose value is a secret: set with ``pulumi config set --secret``, never shown.
+SECRET_KEYS = frozenset({"alertSlackWebhookUrl"})
+SLACK_WEBHOOK_PREFIX = "https://hooks.slack.com/"
 
 #: Every key the program reads, with its default (None: the key is required).
 KEYS: Mapping[str, str | None] = {
@@ -60,9 +66,12 @@ KEYS: Mapping[str, str | None] = {
     "backupHour": "3",
     "backupMinute": "30",
     "alertEmails": None,
+    "alertSlackChannel": "",
+    "alertSlackWebhookUrl": "",
     "backupBucket": None,
     "backupRetentionDays": "30",
     "caCertPath": DEFAULT_CA_CERT_PATH,
+    "prismaPgbouncer": "true",
     "protect": "true",
 }
 
@@ -72,6 +81,7 @@ _NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _POOL_RE = re.compile(r"^[A-Za-z0-9_-]{3,60}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CHANNEL_RE = re.compile(r"^#?[a-z0-9][a-z0-9._-]{0,79}$")
 
 
 class ConfigError(ValueError):
@@ -79,8 +89,16 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, value: object, reason: str) -> None:
         self.key = key
-        self.value = value
-        super().__init__(f"{NAMESPACE}:{key}={value!r}: {reason}")
+        self.value = "[secret]" if key in SECRET_KEYS else value
+        super().__init__(f"{NAMESPACE}:{key}={self.value!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class SlackTarget:
+    """Where DigitalOcean posts alerts in Slack; ``webhook_url`` is a secret (never shown)."""
+
+    channel: str
+    webhook_url: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -105,9 +123,12 @@ class InfraConfig:
     backup_hour: int
     backup_minute: int
     alert_emails: tuple[str, ...]
+    alert_slack: SlackTarget | None
     backup_bucket: str
     backup_retention_days: int
     ca_cert_path: str
+    #: Prisma's ``pgbouncer`` parameter in ``primaryDatabaseUrl`` (true: the checklist's value).
+    prisma_pgbouncer: bool
     protect: bool
 
     @property
@@ -132,14 +153,23 @@ def load_config() -> InfraConfig:
     """Read and validate the current stack's ``handled-infra:*`` config."""
     config = pulumi.Config(NAMESPACE)
     raw = {key: value for key in KEYS if (value := config.get(key)) is not None}
-    return parse_config(raw, stack=pulumi.get_stack())
+    secret = {key for key in raw if pulumi.runtime.is_config_secret(config.full_key(key))}
+    return parse_config(raw, stack=pulumi.get_stack(), secret_keys=frozenset(secret))
 
 
-def parse_config(raw: Mapping[str, str], *, stack: str) -> InfraConfig:
-    """Turn raw config strings into an `InfraConfig`; raise `ConfigError` on the first bad key."""
+def parse_config(
+    raw: Mapping[str, str], *, stack: str, secret_keys: frozenset[str] = frozenset()
+) -> InfraConfig:
+    """Turn raw config strings into an `InfraConfig`; raise `ConfigError` on the first bad key.
+
+    `secret_keys` are the keys the stack holds encrypted: a `SECRET_KEYS` key must be one.
+    """
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise ConfigError(unknown[0], raw[unknown[0]], f"unknown key; known keys: {sorted(KEYS)}")
+    for key in sorted((SECRET_KEYS & set(raw)) - secret_keys):
+        if raw[key]:
+            raise ConfigError(key, raw[key], "must be set with `pulumi config set --secret`")
     values = {key: raw.get(key, default) for key, default in KEYS.items()}
     for key, value in values.items():
         if value is None:
@@ -165,11 +195,13 @@ def parse_config(raw: Mapping[str, str], *, stack: str) -> InfraConfig:
         backup_hour=_int(text, "backupHour", low=0, high=23),
         backup_minute=_int(text, "backupMinute", low=0, high=59),
         alert_emails=_emails(text),
+        alert_slack=_slack(text),
         backup_bucket=_matching(
             text, "backupBucket", _BUCKET_RE, "3-63 lower-case letters, digits, '-'"
         ),
         backup_retention_days=_int(text, "backupRetentionDays", low=1, high=3650),
         ca_cert_path=_absolute_path(text, "caCertPath"),
+        prisma_pgbouncer=_bool(text, "prismaPgbouncer"),
         protect=_bool(text, "protect"),
     )
     _check_cross_keys(config)
@@ -271,6 +303,23 @@ def _emails(text: Mapping[str, str]) -> tuple[str, ...]:
         if _EMAIL_RE.match(email) is None:
             raise ConfigError("alertEmails", email, "not an email address")
     return tuple(emails)
+
+
+def _slack(text: Mapping[str, str]) -> SlackTarget | None:
+    channel, url = text["alertSlackChannel"], text["alertSlackWebhookUrl"]
+    if not channel and not url:
+        return None
+    if not url:
+        raise ConfigError("alertSlackWebhookUrl", "", "required with alertSlackChannel")
+    if not channel:
+        raise ConfigError("alertSlackChannel", "", "required with alertSlackWebhookUrl")
+    if _CHANNEL_RE.match(channel) is None:
+        raise ConfigError("alertSlackChannel", channel, "expected a Slack channel like '#ops'")
+    if not url.startswith(SLACK_WEBHOOK_PREFIX) or any(c.isspace() for c in url):
+        raise ConfigError(
+            "alertSlackWebhookUrl", url, f"expected a Slack webhook {SLACK_WEBHOOK_PREFIX}..."
+        )
+    return SlackTarget(channel=channel, webhook_url=url)
 
 
 def _maintenance_hour(text: Mapping[str, str]) -> str:

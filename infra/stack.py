@@ -10,15 +10,23 @@ from typing import Any
 
 import pulumi
 
-from infra.components.alerts import DatabaseAlerts, DatabaseAlertsArgs
+from infra.components.alerts import (
+    DatabaseAlerts,
+    DatabaseAlertsArgs,
+    DropletAlerts,
+    DropletAlertsArgs,
+)
 from infra.components.backups import BackupBucket, BackupBucketArgs
 from infra.components.postgres import ManagedPostgres, ManagedPostgresArgs
 from infra.components.secrets import AppSecrets, AppSecretsArgs
+from infra.components.trusted_sources import find_droplet
 from infra.config import InfraConfig
 
 
 def build(config: InfraConfig) -> dict[str, pulumi.Output[Any]]:
-    """Create PRIMARY, its alerts, the backup bucket and the app's secrets; return the outputs."""
+    """Create PRIMARY, its and the VPS's alerts, the backup bucket and the app's secrets; return
+    the outputs."""
+    droplet = find_droplet(config.vps_droplet_name) if config.vps_droplet_name else None
     primary = ManagedPostgres(
         "primary",
         ManagedPostgresArgs(
@@ -33,22 +41,38 @@ def build(config: InfraConfig) -> dict[str, pulumi.Output[Any]]:
             pool_size=config.pool_size,
             pool_mode=config.pool_mode,
             trusted_ips=config.vps_ips,
-            trusted_droplet_name=config.vps_droplet_name,
+            trusted_droplet=droplet,
             maintenance_day=config.maintenance_day,
             maintenance_hour=config.maintenance_hour,
             backup_hour=config.backup_hour,
             backup_minute=config.backup_minute,
             ca_cert_path=config.ca_cert_path,
             tags=config.tags,
+            prisma_pgbouncer=config.prisma_pgbouncer,
             protect=config.protect,
         ),
     )
     DatabaseAlerts(
         "primary-alerts",
         DatabaseAlertsArgs(
-            cluster_id=primary.cluster_id, environment=config.stack, emails=config.alert_emails
+            cluster_id=primary.cluster_id,
+            environment=config.stack,
+            emails=config.alert_emails,
+            slack=config.alert_slack,
         ),
     )
+    if droplet is None:
+        pulumi.log.warn("no VPS alerts: name the droplet (vpsDropletName) to have them")
+    else:
+        DropletAlerts(
+            "vps-alerts",
+            DropletAlertsArgs(
+                droplet_id=droplet.id,
+                environment=config.stack,
+                emails=config.alert_emails,
+                slack=config.alert_slack,
+            ),
+        )
     backups = BackupBucket(
         "pg-dumps",
         BackupBucketArgs(
@@ -69,6 +93,7 @@ def build(config: InfraConfig) -> dict[str, pulumi.Output[Any]]:
         "poolSize": pulumi.Output.from_input(config.pool_size),
         "caCertificate": primary.ca_certificate,
         "caCertPath": pulumi.Output.from_input(config.ca_cert_path),
+        "prismaPgbouncer": pulumi.Output.from_input(config.prisma_pgbouncer),
         "primaryDatabaseUrl": primary.pool_url,
         "primaryDirectUrl": primary.direct_url,
         "backupBucketName": backups.bucket_name,

@@ -137,13 +137,17 @@ def _concurrency(facts: Facts) -> Proof | None:
     if init is None or size is None:
         return None
     found = re.search(
-        r"pool test: (\d+) concurrent sessions through PgBouncer all succeeded[^\n]*", init
+        r"pool burst passed: [^\n]*?(\d+) clients through a pool of (\d+), \d+ transactions,"
+        r" (\d+) queries, (\d+) answered, (\d+) errors[^\n]*",
+        init,
     )
-    clients = int(found.group(1)) if found else 0
+    if found is None:
+        failed = re.search(r"pool burst failed[^\n]*", init)
+        return Proof(False, failed.group(0) if failed else "primary_init.py ran no pool burst")
+    clients, pool, queries, answered, errors = (int(g) for g in found.groups())
     return Proof(
-        clients > 1,
-        (found.group(0) if found else "primary_init.py reported no passing pool test")
-        + f" (the pool's size: {size})",
+        clients > pool == size and queries == answered > 0 and errors == 0,
+        f"{found.group(0)} (the stack's pool size: {size})",
     )
 
 

@@ -73,6 +73,8 @@ class Window:
     auth_secret: str = field(repr=False)
     report_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: the stack's `prismaPgbouncer` (Prisma's `pgbouncer=` in PRIMARY_DATABASE_URL)
+    prisma_pgbouncer: bool = True
     network: Network | None = None
     owned: list[Any] = field(default_factory=list, repr=False)
     detached: bool = field(default=False, repr=False)
@@ -226,7 +228,9 @@ class Window:
             "caCertificate": self.dbaas.ca_path.read_text(encoding="ascii"),
             "poolName": self.pool_name,
             "poolSize": self.dbaas.bouncer.pool_size,
-            "primaryDatabaseUrl": self.dbaas.pool_url(pool=self.pool_name),
+            "prismaPgbouncer": self.prisma_pgbouncer,
+            "primaryDatabaseUrl": self.dbaas.pool_url(pool=self.pool_name, prisma=False)
+            + f"&pgbouncer={str(self.prisma_pgbouncer).lower()}",
             "primaryDirectUrl": self.dbaas.direct_url(self.primary_db),
             "backupBucketName": BUCKET,
             "backupBucketEndpoint": self.s3.endpoint_url,

@@ -44,8 +44,9 @@ def report(req: CheckQuery, ctx: Context) -> CheckReport:
     for name in ("primary_direct", "data"):
         good, row = try_psql(
             ctx.conn(name),
+            # in use: not idle (a pool's idle server connections are capacity, not load)
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid()",
+            " AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'",
             f"count {name} connections",
         )
         connections[name.split("_")[0]] = int(row) if good else row

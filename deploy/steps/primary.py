@@ -11,14 +11,13 @@ from deploy.steps import primary_remote as remote
 from deploy.window import Window
 
 
-def _state(window: Window, pool_clients: int = 0) -> remote.PrimaryState:
+def _state(window: Window) -> remote.PrimaryState:
     s = window.settings
     return fact(
         window,
         remote.state,
-        remote.PrimaryQuery(s.app_dir, list(s.primary_schemas), pool_clients),
+        remote.PrimaryQuery(s.app_dir, list(s.primary_schemas)),
         primary_direct=window.primary_direct(),
-        primary_pool=window.primary_pool(),
         ca_pem=window.ca_pem(),
     )
 
@@ -83,28 +82,3 @@ def primary_schemas_present(window: Window) -> Commands:
         yield fail(f"PRIMARY lacks tables in schema(s) {', '.join(missing)}")
         return
     host.noop("PRIMARY schemas: " + ", ".join(f"{k} ({v} tables)" for k, v in tables.items()))
-
-
-@operation()
-@clean
-def primary_pool_tested(window: Window, clients: int) -> Commands:
-    """
-    Open ``clients`` sessions at once through the pool (``pgbouncer=true``, verify-full), more
-    than its size, each holding a server connection for a moment: all must succeed.
-
-    + window: the host's settings and secrets
-    + clients: how many concurrent sessions
-
-    Updates: nothing, ever.
-    """
-    pool = _state(window, pool_clients=clients).pool
-    if pool.get("ok") != clients:
-        yield fail(
-            f"pool test: {pool.get('ok', 0)} of {clients} concurrent sessions succeeded "
-            f"({pool.get('error') or 'no result'})"
-        )
-        return
-    host.noop(
-        f"pool test: {clients} concurrent sessions through PgBouncer all succeeded "
-        f"in {pool.get('seconds')}s"
-    )

@@ -1,25 +1,21 @@
 """Remote side of Phase 2, PRIMARY's initialisation from the VPS: reach it with TLS, run the
-app's PRIMARY migrations through the direct URL, test the pool with concurrent sessions."""
+app's PRIMARY migrations through the direct URL (the pool's burst: :mod:`pool_remote`)."""
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from deploy.remote.journal import Journal
-from deploy.remote.pg import CONNECT_ONLY, literal, psql
-from deploy.remote.runtime import Context, Failure, base_env, home_path, say, scrub, stream
+from deploy.remote.pg import literal, psql
+from deploy.remote.runtime import Context, Failure, home_path, say, stream
 
 
 @dataclass(frozen=True)
 class PrimaryQuery:
     app_dir: str
     primary_schemas: list[str]
-    pool_clients: int = 0
-    pool_hold: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -31,7 +27,6 @@ class PrimaryState:
     tables: dict[str, int] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
     local: list[str] = field(default_factory=list)
-    pool: dict[str, Any] = field(default_factory=dict)
 
 
 def _facts(conn: Mapping[str, str], schemas: Sequence[str]) -> dict[str, Any]:
@@ -73,46 +68,13 @@ def _local_migrations(app_dir: str) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir())
 
 
-def _pool_test(conn: Mapping[str, str], clients: int, hold: float) -> dict[str, Any]:
-    """``clients`` psql sessions at once through the pool, each holding a server for ``hold``."""
-    env = {**base_env(), **CONNECT_ONLY, **conn}
-    sql = f"SELECT pg_sleep({hold:.2f}), 1"
-    started = time.monotonic()
-    procs = [
-        subprocess.Popen(
-            ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(clients)
-    ]
-    failures = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        if proc.returncode != 0 or out.strip().split("|")[-1] != "1":
-            lines = [ln for ln in err.splitlines() if ln.strip()] or ["no output"]
-            failures.append(scrub(lines[-1]))
-    return {
-        "clients": clients,
-        "ok": clients - len(failures),
-        "seconds": round(time.monotonic() - started, 2),
-        "error": failures[0] if failures else "",
-    }
-
-
 def state(req: PrimaryQuery, ctx: Context) -> PrimaryState:
-    """Fact: PRIMARY from the VPS (version, TLS, schemas, migrations), optionally a pool test."""
+    """Fact: PRIMARY from the VPS (version, TLS, schemas, migrations)."""
     try:
         facts = _facts(ctx.conn("primary_direct"), req.primary_schemas)
     except Failure as exc:
         return PrimaryState(reachable=False, error=str(exc))
-    pool: dict[str, Any] = {}
-    if req.pool_clients:
-        pool = _pool_test(ctx.conn("primary_pool"), req.pool_clients, req.pool_hold)
-    return PrimaryState(reachable=True, local=_local_migrations(req.app_dir), pool=pool, **facts)
+    return PrimaryState(reachable=True, local=_local_migrations(req.app_dir), **facts)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_digitalocean as digitalocean
 
-from infra.components.trusted_sources import vps_firewall_rules
+from infra.components.trusted_sources import VpsDroplet, vps_firewall_rules
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class ManagedPostgresArgs:
     node_count: int = 1
     pool_mode: str = "transaction"
     trusted_ips: Sequence[str] = ()
-    trusted_droplet_name: str | None = None
+    trusted_droplet: VpsDroplet | None = None
+    #: Prisma's ``pgbouncer`` parameter in the pool URL (the checklist asks for true).
+    prisma_pgbouncer: bool = True
     maintenance_day: str = "sunday"
     maintenance_hour: str = "04:00"
     backup_hour: int = 3
@@ -111,10 +113,7 @@ class ManagedPostgres(pulumi.ComponentResource):
             f"{name}-firewall",
             cluster_id=cluster.id,
             rules=vps_firewall_rules(
-                ips=args.trusted_ips,
-                droplet_name=args.trusted_droplet_name,
-                region=args.region,
-                opts=pulumi.InvokeOutputOptions(parent=self),
+                ips=args.trusted_ips, droplet=args.trusted_droplet, region=args.region
             ),
             opts=kept,
         )
@@ -140,7 +139,7 @@ class ManagedPostgres(pulumi.ComponentResource):
         self.ca_certificate = ca.certificate
         self.pool_url = pulumi.Output.secret(
             pulumi.Output.all(user.name, user.password, pool.host, pool.name, self.pool_port).apply(
-                lambda v: _pool_url(*v, ca_path=args.ca_cert_path)
+                lambda v: _pool_url(*v, ca_path=args.ca_cert_path, pgbouncer=args.prisma_pgbouncer)
             )
         )
         self.direct_url = pulumi.Output.secret(
@@ -163,12 +162,20 @@ class ManagedPostgres(pulumi.ComponentResource):
         )
 
 
-def _pool_url(user: str, password: str, host: str, pool: str, port: float, *, ca_path: str) -> str:
+def _pool_url(
+    user: str, password: str, host: str, pool: str, port: float, *, ca_path: str, pgbouncer: bool
+) -> str:
     """The app's URL through the transaction-mode pool (port 25061, the pool as database)."""
     from dbsplit.urls import app_pool_url
 
     return app_pool_url(
-        user=user, password=password, host=host, pool_name=pool, ca_path=ca_path, port=int(port)
+        user=user,
+        password=password,
+        host=host,
+        pool_name=pool,
+        ca_path=ca_path,
+        pgbouncer=pgbouncer,
+        port=int(port),
     )
 
 

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from dbsplit.errors import UsageError
-from dbsplit.urls import SPLIT_ENV_HEADER, env_line, env_value, merged_env, with_ca_path
+from dbsplit.urls import (
+    SPLIT_ENV_HEADER,
+    env_line,
+    env_value,
+    merged_env,
+    split_env_values,
+    with_ca_path,
+)
 from deploy.remote import BOOTSTRAP, Request, closure, smoke
 from deploy.remote.apps import healthy
 from deploy.steps import app_remote, lock_remote, split_remote, verify_remote
@@ -98,34 +105,78 @@ def test_env_value(text: str, value: str | None) -> None:
 
 # ----- URL shaping --------------------------------------------------------------------------------
 
-SHAPES: list[tuple[str, str, bool, str]] = [
+SHAPES: list[tuple[str, str, bool, bool | None, str]] = [
     (
         "a pool URL gets verify-full against the CA and pgbouncer=true, its options kept",
         "postgresql://app:p%40ss@db.example.com:25061/handled-pool?sslmode=require&connect_timeout=5",
+        True,
         True,
         "postgresql://app:p%40ss@db.example.com:25061/handled-pool?connect_timeout=5"
         "&sslmode=verify-full&sslrootcert=%2Fca.crt&pgbouncer=true",
     ),
     (
+        "prismaPgbouncer false: the pool URL says pgbouncer=false, whatever it said before",
+        "postgresql://app:p%40ss@db.example.com:25061/handled-pool?pgbouncer=true&connect_timeout=5",
+        True,
+        False,
+        "postgresql://app:p%40ss@db.example.com:25061/handled-pool?connect_timeout=5"
+        "&sslmode=verify-full&sslrootcert=%2Fca.crt&pgbouncer=false",
+    ),
+    (
+        "prismaPgbouncer true turns a pgbouncer=false back on",
+        "postgresql://app:x@db.example.com:25061/handled-pool?pgbouncer=false",
+        True,
+        True,
+        "postgresql://app:x@db.example.com:25061/handled-pool"
+        "?sslmode=verify-full&sslrootcert=%2Fca.crt&pgbouncer=true",
+    ),
+    (
         "a direct URL loses pgbouncer and Prisma's sslcert",
         "postgresql://app:x@db.example.com:25060/handled?pgbouncer=true&sslcert=/old.crt",
         False,
+        None,
         "postgresql://app:x@db.example.com:25060/handled?sslmode=verify-full&sslrootcert=%2Fca.crt",
     ),
     (
         "a URL without port gets DigitalOcean's",
         "postgresql://app:x@db.example.com/handled",
         False,
+        None,
         "postgresql://app:x@db.example.com:25060/handled?sslmode=verify-full&sslrootcert=%2Fca.crt",
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("url", "pool", "expected"), [c[1:] for c in SHAPES], ids=[c[0] for c in SHAPES]
+    ("url", "pool", "pgbouncer", "expected"), [c[1:] for c in SHAPES], ids=[c[0] for c in SHAPES]
 )
-def test_with_ca_path(url: str, pool: bool, expected: str) -> None:
-    assert with_ca_path(url, "/ca.crt", pool=pool, what="URL") == expected
+def test_with_ca_path(url: str, pool: bool, pgbouncer: bool | None, expected: str) -> None:
+    assert with_ca_path(url, "/ca.crt", pool=pool, what="URL", pgbouncer=pgbouncer) == expected
+
+
+@pytest.mark.parametrize("pgbouncer", [True, False])
+def test_the_env_carries_the_stack_pgbouncer_setting(pgbouncer: bool) -> None:
+    pool = with_ca_path(
+        "postgresql://app:x@db.example.com:25061/handled-pool",
+        "/ca.crt",
+        pool=True,
+        what="PRIMARY_DATABASE_URL",
+        pgbouncer=pgbouncer,
+    )
+    values = split_env_values(
+        primary_pool_url=pool, primary_direct_url="d", data_url="x", auth_secret="s"
+    )
+    text = merged_env("PRIMARY_DATABASE_URL=old\n", values)
+    expected = f"pgbouncer={str(pgbouncer).lower()}"
+    assert env_value(text, "PRIMARY_DATABASE_URL") == (
+        "postgresql://app:x@db.example.com:25061/handled-pool"
+        f"?sslmode=verify-full&sslrootcert=%2Fca.crt&{expected}"
+    )
+
+
+def test_a_pool_url_needs_the_pgbouncer_setting() -> None:
+    with pytest.raises(UsageError, match="a pooled URL needs the pgbouncer setting"):
+        with_ca_path("postgresql://app:x@db.example.com:25061/p", "/ca.crt", pool=True, what="URL")
 
 
 def test_with_ca_path_refuses_a_url_without_user() -> None:

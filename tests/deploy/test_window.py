@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import pwd
+import re
 import signal
 import stat
 import threading
@@ -348,3 +349,50 @@ def test_pg_restore_killed_half_way_leaves_the_source_as_it_was(window: Window) 
     back = window.run("rollback")
     assert back.returncode == 0, str(back)
     assert window.health().get("mode") == "single"
+
+
+def _named_statements_carried(window: Window) -> bool:
+    """Whether the stand-in's PgBouncer carries named prepared statements across transactions
+    (1.21+ with max_prepared_statements > 0), from its own admin console."""
+    bouncer = window.dbaas.bouncer
+    version = str(bouncer.show("VERSION")[0]["version"]).split()[-1]
+    major, minor = (int(part) for part in version.split(".")[:2])
+    prepared = int(bouncer.config().get("max_prepared_statements", "0"))
+    return (major, minor) >= (1, 21) and prepared > 0
+
+
+def test_phase_2_pool_burst_passes_one_prisma_setting_and_names_the_fix_for_the_other(
+    window: Window,
+) -> None:
+    works = not _named_statements_carried(window)  # PgBouncer 1.18 here: pgbouncer=true works
+    runs = {}
+    try:
+        for setting in (works, not works):
+            window.prisma_pgbouncer = setting
+            runs[setting] = window.run("primary_init", "-v")
+    finally:
+        window.prisma_pgbouncer = True
+    good, bad = runs[works], runs[not works]
+    assert good.returncode == 0, str(good)
+    passed = next(ln for ln in good.output.splitlines() if "pool burst passed: " in ln)
+    assert f"pgbouncer={str(works).lower()}:" in passed, passed
+    pool = window.dbaas.bouncer.pool_size
+    assert f"{2 * pool} clients through a pool of {pool}" in passed, passed
+    assert (
+        f"{2 * pool * 5} transactions, {2 * pool * 15} queries, {2 * pool * 15} answered" in passed
+    )
+    latency = re.search(r", 0 errors, p50 ([\d.]+) ms, p95 ([\d.]+) ms", passed)
+    assert latency is not None, passed
+    assert 0 < float(latency[1]) <= float(latency[2]), passed
+
+    assert bad.returncode != 0, str(bad)
+    failed = next(ln for ln in bad.output.splitlines() if "pool burst failed (" in ln)
+    assert f"pgbouncer={str(not works).lower()}:" in failed, failed
+    assert "26000" in failed or "42P05" in failed, failed
+    assert f"pulumi config set handled-infra:prismaPgbouncer {str(works).lower()}" in failed
+    assert "prisma/prisma#21635" in failed or "before 1.21" in failed, failed
+    for run in (good, bad):
+        assert_no_secret(window, run.output, "primary_init output")
+    print(f"\nprimary_init with the pool burst: {good.seconds:.1f}s and {bad.seconds:.1f}s")
+    print(passed)
+    print(failed)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import settings
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 
@@ -52,6 +53,10 @@ GET_DROPLET = "digitalocean:index/getDroplet:getDroplet"
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIEQTCCAqmgAwIBAgIUmock\n-----END CERTIFICATE-----\n"
 DROPLET_IP = "159.203.64.10"
 USER_PASSWORD = "AVNS_p@ss/w:rd#1"
+DROPLET_ID = 4242
+#: The secret signature of a serialised secret value (pulumi/sdk/python/lib/pulumi/runtime/rpc.py).
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
 
 @dataclass
@@ -67,6 +72,8 @@ class Recorded:
     protect: bool = False
     #: input name -> URNs of the resources its value came from
     dependencies: dict[str, list[str]] = field(default_factory=dict)
+    #: paths of the inputs sent to the engine as secrets, e.g. ``alerts.slacks[0].url``
+    secret_inputs: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -106,7 +113,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         recorded = Recorded(
-            type=args.typ, name=args.name, custom=bool(args.custom), inputs=args.inputs
+            type=args.typ, name=args.name, custom=bool(args.custom), inputs=_revealed(args.inputs)
         )
         self.run.resources.append(recorded)
         self.current.resource = recorded
@@ -138,7 +145,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"certificate": CA_PEM, "clusterId": cluster_id, "id": cluster_id}
         if args.token == GET_DROPLET:
             name = args.args["name"]
-            droplet = {"id": 4242, "name": name, "ipv4Address": DROPLET_IP}
+            droplet = {"id": DROPLET_ID, "name": name, "ipv4Address": DROPLET_IP}
             return droplet | {"region": self.droplet_region, "status": "active"}
         raise NotImplementedError(f"no mock for provider function {args.token}")
 
@@ -161,7 +168,30 @@ class RecordingMonitor(MockMonitor):
             recorded.dependencies = {
                 key: list(deps.urns) for key, deps in request.propertyDependencies.items()
             }
+            recorded.secret_inputs = _secret_paths(json_format.MessageToDict(request.object))
         return response
+
+
+def _revealed(value: Any) -> Any:
+    """``value`` with every secret wrapper replaced by its value (what the provider gets)."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            return _revealed(value["value"])
+        return {k: _revealed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_revealed(v) for v in value]
+    return value
+
+
+def _secret_paths(value: Any, path: str = "") -> set[str]:
+    """The paths of the secret values in a serialised property map (camelCase, as sent)."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            return {path}
+        return {p for k, v in value.items() for p in _secret_paths(v, f"{path}.{k}".lstrip("."))}
+    if isinstance(value, list):
+        return {p for i, v in enumerate(value) for p in _secret_paths(v, f"{path}[{i}]")}
+    return set()
 
 
 def stack_config(stack: str) -> dict[str, str]:
@@ -182,13 +212,15 @@ def run_program(
     remove: tuple[str, ...] = (),
     droplet_region: str = "nyc3",
     run: ProgramRun | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> ProgramRun:
     """Run ``infra/__main__.py`` for `stack` under mocks; config from ``Pulumi.<stack>.yaml``.
 
-    `overrides` replace or add raw config values, `remove` drops keys; pass `run` to inspect what
-    was recorded when the program raises.
+    `overrides` replace or add raw config values, `remove` drops keys, `secrets` add values the
+    stack holds encrypted (``pulumi config set --secret``); pass `run` to inspect what was
+    recorded when the program raises.
     """
-    config = stack_config(stack) | dict(overrides or {})
+    config = stack_config(stack) | dict(overrides or {}) | dict(secrets or {})
     for key in remove:
         config.pop(key, None)
     run = run if run is not None else ProgramRun(stack=stack)
@@ -215,7 +247,10 @@ def run_program(
         pulumi.runtime.set_mocks(
             mocks, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks)
         )
-    pulumi.runtime.set_all_config({f"{PROJECT}:{key}": value for key, value in config.items()})
+    pulumi.runtime.set_all_config(
+        {f"{PROJECT}:{key}": value for key, value in config.items()},
+        secret_keys=[f"{PROJECT}:{key}" for key in secrets or {}],
+    )
     try:
         program()
     except Exception:

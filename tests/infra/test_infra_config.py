@@ -69,6 +69,8 @@ def test_usable_connections_follow_the_plan_ram() -> None:
         ({"backupRetentionDays": "0"}, "backupRetentionDays", 0, "expected 1..3650"),
         ({"caCertPath": "certs/ca.crt"}, "caCertPath", "certs/ca.crt", "absolute path"),
         ({"protect": "yes"}, "protect", "yes", "expected true or false"),
+        ({"prismaPgbouncer": "on"}, "prismaPgbouncer", "on", "expected true or false"),
+        ({"alertSlackChannel": "#ops"}, "alertSlackWebhookUrl", "[secret]", "required with"),
         ({"appUser": "Handled-App"}, "appUser", "Handled-App", "PostgreSQL identifier"),
         ({"regoin": "nyc3"}, "regoin", "nyc3", "unknown key"),
     ],
@@ -113,3 +115,29 @@ def test_the_program_stops_before_creating_anything() -> None:
         run_program("prod", overrides={"poolSize": "23"}, run=run)
     assert run.resources == []
     assert run.calls == []
+
+
+def test_a_slack_target_needs_both_keys_and_a_secret_webhook() -> None:
+    url = "https://hooks.slack.com/services/T1/B2/tok3n"
+    secret = frozenset({"alertSlackWebhookUrl"})
+    raw = stack_config("prod") | {"alertSlackChannel": "#ops", "alertSlackWebhookUrl": url}
+    slack = parse_config(raw, stack="prod", secret_keys=secret).alert_slack
+    assert slack is not None
+    assert (slack.channel, slack.webhook_url) == ("#ops", url)
+    assert url not in repr(slack)
+    assert parse().alert_slack is None
+    bad = [
+        ({"alertSlackWebhookUrl": url}, "alertSlackChannel", "required with"),
+        (
+            {"alertSlackChannel": "ops room", "alertSlackWebhookUrl": url},
+            "alertSlackChannel='ops room'",
+            "expected a Slack channel",
+        ),
+        ({"alertSlackChannel": "#ops", "alertSlackWebhookUrl": "http://x/tok3n"}, "", "expected"),
+    ]
+    for changes, key, reason in bad:
+        with pytest.raises(ConfigError) as caught:
+            parse_config(stack_config("prod") | changes, stack="prod", secret_keys=secret)
+        assert reason in str(caught.value)
+        assert key in str(caught.value)
+        assert "tok3n" not in str(caught.value)

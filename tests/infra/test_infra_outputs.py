@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.infra.harness import USER_PASSWORD, ProgramRun, stack_config
+from tests.infra.harness import USER_PASSWORD, ProgramRun, run_program, stack_config
 
 OUTPUTS = {
     "clusterId",
@@ -16,6 +16,7 @@ OUTPUTS = {
     "poolSize",
     "caCertificate",
     "caCertPath",
+    "prismaPgbouncer",
     "primaryDatabaseUrl",
     "primaryDirectUrl",
     "backupBucketName",
@@ -82,3 +83,15 @@ def test_primary_direct_url_bypasses_the_pool_for_migrations_and_the_copy(
     assert unquote(url.password or "") == USER_PASSWORD
     query = parse_qs(url.query)
     assert query == {"sslmode": ["verify-full"], "sslrootcert": [config["caCertPath"]]}
+
+
+def test_prisma_pgbouncer_false_reaches_the_url_and_the_output(stack_run: ProgramRun) -> None:
+    assert "prismaPgbouncer" not in stack_config(stack_run.stack), "the stacks keep the default"
+    assert stack_run.outputs["prismaPgbouncer"] is True
+    run = run_program(stack_run.stack, overrides={"prismaPgbouncer": "false"})
+    assert run.outputs["prismaPgbouncer"] is False
+    query = parse_qs(urlsplit(run.outputs["primaryDatabaseUrl"]).query)
+    assert query["pgbouncer"] == ["false"]
+    assert "primaryDatabaseUrl" in run.secret_outputs
+    direct = parse_qs(urlsplit(run.outputs["primaryDirectUrl"]).query)
+    assert "pgbouncer" not in direct

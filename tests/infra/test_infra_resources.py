@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 import pytest
 
+from infra.config import ConfigError
 from tests.infra.harness import (
     ALERT,
     BUCKET,
     CA_PEM,
     CLUSTER,
     DATABASE,
+    DROPLET_ID,
     DROPLET_IP,
     FIREWALL,
     GET_CA,
@@ -32,13 +35,25 @@ from tests.infra.harness import (
 from tests.infra.schema_check import SchemaChecker
 
 COMPONENT_PREFIX = "handled:infra:"
+WEBHOOK = "https://hooks.slack.com/services/T0001/B0002/s3cr3tWebh00kT0ken"
+DATABASE_ALERTS = {
+    "v1/dbaas/alerts/cpu_alerts",
+    "v1/dbaas/alerts/memory_utilization_alerts",
+    "v1/dbaas/alerts/disk_utilization_alerts",
+    "v1/dbaas/alerts/load_15_alerts",
+}
+DROPLET_ALERTS = {
+    "v1/insights/droplet/cpu",
+    "v1/insights/droplet/memory_utilization_percent",
+    "v1/insights/droplet/disk_utilization_percent",
+}
 
 
 def test_every_input_matches_the_provider_schema(
     stack_run: ProgramRun, schema: SchemaChecker
 ) -> None:
     custom = [r for r in stack_run.resources if r.custom and r.type.startswith("digitalocean:")]
-    assert len(custom) == 11, [r.type for r in custom]
+    assert len(custom) == 14, [r.type for r in custom]
     problems = [p for r in custom for p in schema.problems(r.type, r.inputs)]
     assert problems == [], f"{stack_run.stack}: {problems}"
 
@@ -53,6 +68,7 @@ def test_every_resource_is_parented_to_a_component(stack_run: ProgramRun) -> Non
     assert {r.type for r in components.values()} == {
         "handled:infra:ManagedPostgres",
         "handled:infra:DatabaseAlerts",
+        "handled:infra:DropletAlerts",
         "handled:infra:BackupBucket",
         "handled:infra:AppSecrets",
     }
@@ -161,6 +177,9 @@ def test_firewall_admits_exactly_the_configured_vps_ips() -> None:
     )
     assert _firewall_ips(run.one(FIREWALL)) == ["159.203.10.20", "167.99.1.2"]
     assert not [token for token, _ in run.calls if token == GET_DROPLET]
+    assert {a.inputs["type"] for a in run.of_type(ALERT)} == DATABASE_ALERTS, (
+        "no droplet: no VPS alerts"
+    )
 
 
 def test_firewall_joins_configured_ips_and_the_droplet_without_duplicates() -> None:
@@ -185,26 +204,93 @@ def test_postgresql_config_sets_backup_time_and_idle_transaction_timeout(
     assert settings["logMinDurationStatement"] > 0
 
 
+def _alerts(run: ProgramRun, types: set[str]) -> dict[str, dict[str, object]]:
+    found = {a.inputs["type"]: a.inputs for a in run.of_type(ALERT) if a.inputs["type"] in types}
+    assert set(found) == types, sorted(found)
+    return found
+
+
 def test_alerts_cover_cpu_memory_disk_and_load_and_email_the_configured_addresses(
     stack_run: ProgramRun,
 ) -> None:
     emails = json.loads(stack_config(stack_run.stack)["alertEmails"])
     cluster_id = f"{stack_run.one(CLUSTER).name}-id"
-    alerts = {a.inputs["type"]: a.inputs for a in stack_run.of_type(ALERT)}
-    assert set(alerts) == {
-        "v1/dbaas/alerts/cpu_alerts",
-        "v1/dbaas/alerts/memory_utilization_alerts",
-        "v1/dbaas/alerts/disk_utilization_alerts",
-        "v1/dbaas/alerts/load_15_alerts",
-    }
+    alerts = _alerts(stack_run, DATABASE_ALERTS)
+    assert len(stack_run.of_type(ALERT)) == len(DATABASE_ALERTS) + len(DROPLET_ALERTS)
     for alert_type, alert in alerts.items():
         assert alert["entities"] == [cluster_id], alert_type
         assert alert["alerts"] == {"emails": emails}, alert_type
         assert alert["compare"] == "GreaterThan", alert_type
         assert alert["enabled"] is True, alert_type
-        assert stack_run.stack in alert["description"], alert_type
+        assert stack_run.stack in str(alert["description"]), alert_type
     for alert_type in ("cpu_alerts", "memory_utilization_alerts", "disk_utilization_alerts"):
-        assert 50 <= alerts[f"v1/dbaas/alerts/{alert_type}"]["value"] <= 95, alert_type
+        assert 50 <= alerts[f"v1/dbaas/alerts/{alert_type}"]["value"] <= 95, alert_type  # type: ignore[operator]
+
+
+def test_the_vps_droplet_has_cpu_memory_and_disk_alerts_from_the_same_lookup(
+    stack_run: ProgramRun,
+) -> None:
+    emails = json.loads(stack_config(stack_run.stack)["alertEmails"])
+    alerts = _alerts(stack_run, DROPLET_ALERTS)
+    for alert_type, alert in alerts.items():
+        assert alert["entities"] == [str(DROPLET_ID)], alert_type
+        assert alert["alerts"] == {"emails": emails}, alert_type
+        assert alert["compare"] == "GreaterThan", alert_type
+        assert alert["enabled"] is True, alert_type
+        assert 50 <= alert["value"] <= 95, alert_type  # type: ignore[operator]
+        assert f"handled {stack_run.stack} VPS" in str(alert["description"]), alert_type
+    assert len([t for t, _ in stack_run.calls if t == GET_DROPLET]) == 1, stack_run.calls
+
+
+def _documented_values(schema: SchemaChecker, name: str) -> set[str]:
+    """The values the provider schema's description of a MonitorAlert input lists."""
+    description = schema.resources[ALERT]["inputProperties"][name]["description"]
+    return set(re.findall(r"`([^`<>\s]+)`", description))
+
+
+def test_alert_types_comparisons_and_windows_are_values_the_schema_documents(
+    stack_run: ProgramRun, schema: SchemaChecker
+) -> None:
+    # The schema types these as plain strings and lists the allowed values in prose.
+    types = _documented_values(schema, "type")
+    assert types >= DATABASE_ALERTS | DROPLET_ALERTS, sorted(types)
+    assert "v1/insights/droplet/cpu_percent" not in types  # the check can tell a wrong name
+    for alert in stack_run.of_type(ALERT):
+        assert alert.inputs["type"] in types
+        assert alert.inputs["compare"] in _documented_values(schema, "compare")
+        assert alert.inputs["window"] in _documented_values(schema, "window")
+
+
+def test_a_configured_slack_channel_gets_every_alert_with_the_webhook_secret(
+    schema: SchemaChecker,
+) -> None:
+    run = run_program(
+        "prod",
+        overrides={"alertSlackChannel": "#ops-alerts"},
+        secrets={"alertSlackWebhookUrl": WEBHOOK},
+    )
+    alerts = run.of_type(ALERT)
+    assert len(alerts) == len(DATABASE_ALERTS) + len(DROPLET_ALERTS)
+    for alert in alerts:
+        assert alert.inputs["alerts"]["slacks"] == [{"channel": "#ops-alerts", "url": WEBHOOK}]
+        assert alert.inputs["alerts"]["emails"] == ["ops@handledcommerce.com"]
+        assert alert.secret_inputs == {"alerts.slacks[0].url"}, alert.secret_inputs
+        assert schema.problems(ALERT, alert.inputs) == []
+    assert WEBHOOK not in json.dumps(run.outputs, default=str)
+
+
+def test_a_slack_webhook_set_in_plain_text_stops_the_program_without_showing_it() -> None:
+    run = ProgramRun(stack="prod")
+    with pytest.raises(ConfigError) as caught:
+        run_program(
+            "prod",
+            overrides={"alertSlackChannel": "#ops-alerts", "alertSlackWebhookUrl": WEBHOOK},
+            run=run,
+        )
+    message = str(caught.value)
+    assert message.startswith("handled-infra:alertSlackWebhookUrl='[secret]': must be set with")
+    assert "s3cr3t" not in message
+    assert run.resources == []
 
 
 def test_backup_bucket_is_private_versioned_and_expires_old_dumps(stack_run: ProgramRun) -> None:
