@@ -22,7 +22,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -64,6 +64,10 @@ KEYS: Mapping[str, str | None] = {
     "backupRetentionDays": "30",
     "caCertPath": DEFAULT_CA_CERT_PATH,
     "protect": "true",
+    "notifySlackWebhook": "",
+    "notifyEmails": "[]",
+    "notifySmtpUrl": "",
+    "notifyFrom": "",
 }
 
 _SIZE_RE = re.compile(r"^db-s-(?P<vcpu>\d+)vcpu-(?P<gb>\d+)gb$")
@@ -81,6 +85,16 @@ class ConfigError(ValueError):
         self.key = key
         self.value = value
         super().__init__(f"{NAMESPACE}:{key}={value!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Where the deploy's notifier posts (the communication plan); the URLs are secrets."""
+
+    slack_webhook: str = field(default="", repr=False)
+    emails: tuple[str, ...] = ()
+    smtp_url: str = field(default="", repr=False)
+    sender: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,7 @@ class InfraConfig:
     backup_retention_days: int
     ca_cert_path: str
     protect: bool
+    notify: Notify
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -171,6 +186,7 @@ def parse_config(raw: Mapping[str, str], *, stack: str) -> InfraConfig:
         backup_retention_days=_int(text, "backupRetentionDays", low=1, high=3650),
         ca_cert_path=_absolute_path(text, "caCertPath"),
         protect=_bool(text, "protect"),
+        notify=_notify(text),
     )
     _check_cross_keys(config)
     return config
@@ -271,6 +287,26 @@ def _emails(text: Mapping[str, str]) -> tuple[str, ...]:
         if _EMAIL_RE.match(email) is None:
             raise ConfigError("alertEmails", email, "not an email address")
     return tuple(emails)
+
+
+def _notify(text: Mapping[str, str]) -> Notify:
+    webhook, smtp = text["notifySlackWebhook"], text["notifySmtpUrl"]
+    if webhook and not webhook.startswith("https://"):
+        raise ConfigError("notifySlackWebhook", "***", "expected an https:// webhook URL")
+    if smtp and not smtp.startswith(("smtp://", "smtps://")):
+        raise ConfigError(
+            "notifySmtpUrl", "***", "expected smtp://user:password@host:587 or smtps://"
+        )
+    emails = _string_list(text, "notifyEmails")
+    for email in emails:
+        if _EMAIL_RE.match(email) is None:
+            raise ConfigError("notifyEmails", email, "not an email address")
+    if emails and not smtp:
+        raise ConfigError("notifyEmails", emails, "needs notifySmtpUrl, the server that sends them")
+    sender = text["notifyFrom"]
+    if sender and _EMAIL_RE.match(sender) is None:
+        raise ConfigError("notifyFrom", sender, "not an email address")
+    return Notify(webhook, tuple(emails), smtp, sender)
 
 
 def _maintenance_hour(text: Mapping[str, str]) -> str:
