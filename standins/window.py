@@ -73,6 +73,8 @@ class Window:
     auth_secret: str = field(repr=False)
     report_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_outputs: dict[str, Any] = field(default_factory=dict)
+    """More stack outputs (e.g. the notifier's ``notifySlackWebhook``)."""
     network: Network | None = None
     owned: list[Any] = field(default_factory=list, repr=False)
     detached: bool = field(default=False, repr=False)
@@ -231,6 +233,7 @@ class Window:
             "backupBucketEndpoint": self.s3.endpoint_url,
             "backupBucketRegion": "nyc3",
             "authSecret": self.auth_secret,
+            **self.extra_outputs,
         }
         path = self.report_dir / ".stack-outputs.json"
         self.report_dir.mkdir(parents=True, exist_ok=True)

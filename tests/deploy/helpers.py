@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +79,53 @@ def count(window: Window, table: str, *, where: str = "source") -> int:
     if where == "data":
         return window.count(window.data_pg, window.vps.data_db, table)
     return window.primary_count(table)
+
+
+class SlackReceiver:
+    """A real HTTP server standing in for a Slack incoming webhook: it records the ``text`` of
+    each JSON body POSTed to its secret path; ``mode`` "hang" holds requests unanswered."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.mode = "ok"
+        self.token = secrets.token_urlsafe(18)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if receiver.mode == "hang":
+                    time.sleep(20)
+                    return
+                if self.path != receiver.path:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                receiver.messages.append(str(json.loads(body)["text"]))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def path(self) -> str:
+        return f"/services/T0HANDLED/B0DEPLOY/{self.token}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{self.path}"
+
+    def take(self) -> list[str]:
+        """The messages received since the last call, oldest first."""
+        found, self.messages[:] = list(self.messages), []
+        return found
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
