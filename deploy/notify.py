@@ -114,6 +114,8 @@ class Announcer(BaseStateCallback):
         self.succeeded = False
 
     def operation_host_start(self, state: Any, host: Any, op_hash: Any) -> None:  # type: ignore[override]
+        if host.name != self.host:
+            return
         if self.began is None:
             self.began = time.monotonic()
             self.poster.post(f"{self.title} started on {self.host} (run {self.window.run})")
@@ -121,6 +123,8 @@ class Announcer(BaseStateCallback):
         self.first_error.first = None
 
     def operation_host_error(self, state: Any, host: Any, op_hash: Any, *args: Any) -> None:  # type: ignore[override]
+        if host.name != self.host:
+            return
         self.errored[op_hash] = (state, time.monotonic())  # no operation_end: see finish()
         self.causes[op_hash] = self.first_error.first or "see the run's output"
 
@@ -136,7 +140,8 @@ class Announcer(BaseStateCallback):
         data = state.ops.get(target, {}).get(op_hash) if target is not None else None
         if data is None or not _if_allows(data.global_arguments.get("_if")):
             return
-        name = ", ".join(sorted(state.get_op_meta(op_hash).names))
+        names = state.get_op_meta(op_hash).names  # "Rollback | Rollback: ..." inside a deploy
+        name = ", ".join(sorted(n.rsplit(" | ", 1)[-1] for n in names))
         meta = data.operation_meta
         if self.succeeded and not meta.did_error():
             return  # the operation that announced the success: its message says it all
