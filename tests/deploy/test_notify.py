@@ -19,6 +19,7 @@ import pytest
 
 from deploy.remote import notify
 from deploy.remote.notify import NotifyConfig, send, shape
+from deploy.steps.watch import WatchSettings
 from tests.deploy.helpers import SlackReceiver
 
 WEBHOOK = "https://hooks.slack.com/services/T0000/B0000/XyZsecretWebhookToken"
@@ -145,3 +146,14 @@ def test_mail_goes_through_a_real_smtp_conversation() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_watch_runs_the_checklists_schedule() -> None:
+    offsets = WatchSettings.of(
+        {"watch_schedule": [[3600, 900], [86400, 3600], [172800, 14400]]}
+    ).offsets()
+    hour = 3600
+    assert offsets[:6] == [0, 900, 1800, 2700, hour, 2 * hour]
+    assert offsets[offsets.index(24 * hour) + 1] == 28 * hour
+    assert offsets[-1] == 48 * hour
+    assert len(offsets) == 1 + 4 + 23 + 6

@@ -2,7 +2,9 @@
 
 One window per module; the tests run in order: a preflight failure that changes nothing, the
 whole window (watched by a /proc sampler, at -vv), a re-run with --diff that changes nothing,
-the first-hour check, the app writing in split mode then a rollback refused with the counts,
+the first-hour check, the 48-hour watch (installed, ticked as its crontab line says on a
+shortened schedule, failing and notifying while the app is stopped, removing itself), the app
+writing in split mode then a rollback refused with the counts,
 the rollback with the writes discarded (dumped to the VPS and to Spaces first), a re-run
 refused because of the stale split, and the restore from Spaces (refused over newer writes,
 then allowed). A local HTTP server stands in for Slack: the stack's outputs point the notifier
@@ -24,6 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from deploy.steps.tooling import dbsplit_digest
@@ -35,11 +38,17 @@ from tests.deploy.helpers import (
     backups,
     changed,
     count,
+    crontab_line,
     freeze_check,
     frozen,
     journal,
+    readable_by_all,
     results,
     sha,
+    tick,
+    watch_dir,
+    watch_elapsed,
+    watch_log,
     window_state,
 )
 
@@ -235,6 +244,76 @@ def test_first_hour_check(window: Window) -> None:
     assert "(pool size 15)" in run.output
     assert "pm2 backoffice-api: online" in run.output
     assert_no_secret(window, run.output, "check output")
+
+
+WATCH_SCHEDULE = json.dumps([[8, 8], [14, 6]])
+"""The 48 hours shortened: checks at 0, 8 and 14 seconds after the install."""
+
+
+def test_the_watch_checks_logs_notifies_and_removes_itself(
+    window: Window, slack: SlackReceiver
+) -> None:
+    log_path = window.data_pg.log_path
+    logs = json.dumps({"data": str(log_path)})
+    run = window.run("watch", HANDLED_WATCH_SCHEDULE=WATCH_SCHEDULE, HANDLED_WATCH_PG_LOGS=logs)
+    assert run.returncode == 0, str(run)
+    assert "Watch: 48 hours of checks installed" in changed(run), str(run)
+    line = crontab_line(window)
+    assert line is not None
+    assert line.startswith("* * * * * ")
+    folder = watch_dir(window)  # the tick's request holds secrets, as a step's stdin does
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "request.json").stat().st_mode) == 0o600
+    assert_no_secret(window, line, "the crontab line")
+    with readable_by_all(log_path):
+        tick(window, line)  # the check at 0 s
+        first = watch_log(window)
+        assert re.search(r"check 1/3 \(\+0s\): ok\n", first), first
+        assert f"health: ok (data {window.vps.data_db}, primary {window.primary_db})" in first
+        assert "primary connections in use: " in first
+        assert "pm2 backoffice-api: online" in first
+        assert "response time: " in first
+        assert "data PostgreSQL log " in first
+        assert "new line(s) scanned, 0 ERROR/FATAL" in first
+        assert "data replication slots: none" in first
+        tick(window, line)
+        assert watch_log(window) == first, "nothing is due before 8 s"
+
+        again = window.run(
+            "watch", HANDLED_WATCH_SCHEDULE=WATCH_SCHEDULE, HANDLED_WATCH_PG_LOGS=logs
+        )
+        assert again.returncode == 0, str(again)
+        assert not changed(again), str(again)
+
+        # break things for real: the API stopped, an ERROR in DATA's PostgreSQL log
+        window.vps.app.pm2("stop backoffice-api")
+        with pytest.raises(psycopg.errors.DivisionByZero), window.data_pg.connect() as conn:
+            conn.execute("SELECT 1/0")
+        time.sleep(max(0.0, 8.2 - watch_elapsed(window)))
+        tick(window, line)
+        second = watch_log(window).removeprefix(first)
+        assert re.search(r"check 2/3 \(\+8s\): FAILED\n", second), second
+        assert "pm2 app backoffice-api is stopped" in second
+        assert "1 ERROR/FATAL line(s) in data's PostgreSQL log" in second
+        assert "ERROR:  division by zero" in second
+        said = messages(slack, window, second)
+        assert len(said) == 1, said
+        assert said[0].startswith("watch check 2/3 (+8s): FAILED: health: API not answering")
+
+        window.vps.app.restart(mode="split")
+        time.sleep(max(0.0, 14.2 - watch_elapsed(window)))
+        tick(window, line)
+    third = watch_log(window).removeprefix(first + second)
+    assert re.search(r"check 3/3 \(\+14s\): ok\n", third), third
+    assert "the watch is over: 3 checks since " in third
+    assert crontab_line(window) is None, "the watch removed its crontab line"
+    said = messages(slack, window, third)
+    log = watch_dir(window) / "watch.log"
+    assert said == [f"the 48-hour watch is over: 3 checks, log {log}"], said
+    tick(window, line)  # a tick cron had already started does nothing more
+    assert watch_log(window) == first + second + third
+    assert_no_secret(window, watch_log(window), "the watch's log")
+    assert_no_secret(window, (folder / "tick.out").read_text(), "the ticks' output")
 
 
 def test_rollback_after_split_writes_is_refused_with_the_counts(
