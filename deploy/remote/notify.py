@@ -165,6 +165,7 @@ class WindowNumbers:
     writes_stopped_at: str = ""
     frozen_at: str = ""
     healthy_at: str = ""
+    restarted_at: str = ""
     write_freeze_seconds: float | None = None
     tables: int | None = None
     rows: int | None = None
@@ -178,9 +179,14 @@ class WindowNumbers:
         """The success message: what this window measured, each number named."""
         parts = [f"window {self.window} succeeded: the app serves from the split"]
         if self.write_freeze_seconds is not None:
+            back = (
+                f"healthy on the split {self.healthy_at}"
+                if self.healthy_at
+                else f"restarted on the split {self.restarted_at}, healthy at the gate's first look"
+            )
             parts.append(
                 f"write freeze {self.write_freeze_seconds:.0f}s (app stopped"
-                f" {self.writes_stopped_at}, healthy on the split {self.healthy_at})"
+                f" {self.writes_stopped_at}, {back})"
             )
         if self.rows is not None:
             copy = f" in {self.copy_seconds:.1f}s" if self.copy_seconds is not None else ""
@@ -214,7 +220,8 @@ def numbers(req: NumbersQuery, ctx: Context) -> WindowNumbers:
     stopped = (state.get("app_stopped") or {}).get("at", "")
     healthy = state.get("healthy") or {}
     healthy_at = healthy.get("at", "") if healthy.get("mode") == "split" else ""
-    begin, end = _epoch(stopped), _epoch(healthy_at)
+    back_at = healthy_at or str(state.get("restarted_at") or "")  # healthy at the first look
+    begin, end = _epoch(stopped), _epoch(back_at)
     split = state.get("split") or {}
     verify = state.get("verify") or {}
     backup = state.get("backup") or {}
@@ -229,6 +236,7 @@ def numbers(req: NumbersQuery, ctx: Context) -> WindowNumbers:
         writes_stopped_at=stopped,
         frozen_at=(state.get("frozen") or {}).get("at", ""),
         healthy_at=healthy_at,
+        restarted_at=str(state.get("restarted_at") or ""),
         write_freeze_seconds=end - begin if begin is not None and end is not None else None,
         tables=split.get("tables"),
         rows=split.get("rows"),
