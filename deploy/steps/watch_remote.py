@@ -179,10 +179,12 @@ def install(req: WatchInstall, ctx: Context) -> None:
 
 
 def _size(path: str) -> int:
+    """Where the watch starts reading ``path``: its end now (-1: unknown, its end when first
+    read), so only lines written after the install count."""
     try:
         return os.stat(path).st_size
     except OSError:
-        return 0
+        return -1
 
 
 # ----- the tick ---------------------------------------------------------------------------------
@@ -312,7 +314,10 @@ def _log_errors(path: str, positions: dict[str, int], name: str) -> tuple[list[s
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            start = positions.get(name, 0)
+            start = positions.get(name, -1)
+            if start < 0:  # unreadable at the install: lines from now on
+                positions[name] = size
+                return [], "readable from now on: its new lines count from the next check"
             start = 0 if start > size else start  # rotated: read the new file from its start
             handle.seek(start)
             text = handle.read(size - start).decode("utf-8", "replace")

@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Iterator
 from email import message_from_bytes
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
 from deploy.remote import notify
 from deploy.remote.notify import NotifyConfig, send, shape
+from deploy.steps import watch_remote
 from deploy.steps.watch import WatchSettings
 from tests.deploy.helpers import SlackReceiver
 
@@ -157,3 +159,21 @@ def test_the_watch_runs_the_checklists_schedule() -> None:
     assert offsets[offsets.index(24 * hour) + 1] == 28 * hour
     assert offsets[-1] == 48 * hour
     assert len(offsets) == 1 + 4 + 23 + 6
+
+
+def test_the_watch_counts_only_postgresql_errors_written_since_it_started(tmp_path: Path) -> None:
+    log = tmp_path / "postgresql.log"
+    log.write_text("old ERROR:  from before the watch\n")
+    positions = {"data": watch_remote._size(str(tmp_path / "unreadable.log"))}
+    assert positions == {"data": -1}, "unknown at the install"
+    assert watch_remote._log_errors(str(log), positions, "data")[0] == [], "starts at its end"
+    with log.open("a") as handle:
+        handle.write("LOG:  checkpoint\nERROR:  division by zero\nFATAL:  role x\n")
+    errors, note = watch_remote._log_errors(str(log), positions, "data")
+    assert errors == ["ERROR:  division by zero", "FATAL:  role x"]
+    assert note == "3 new line(s) scanned, 2 ERROR/FATAL"
+    log.write_text("PANIC:  rotated\n")  # a new, shorter file: read from its start
+    assert watch_remote._log_errors(str(log), positions, "data")[0] == ["PANIC:  rotated"]
+    assert watch_remote._log_errors(str(tmp_path / "gone.log"), positions, "gone")[1] == (
+        "not readable (No such file or directory)"
+    )

@@ -200,11 +200,12 @@ def test_window_succeeds_and_serves_from_the_split(window: Window, slack: SlackR
     assert done(said) == ran[:-1], said
     assert len(said) == len(ran) + 1, said
     stopped = time.strptime(state["app_stopped"]["at"], "%Y-%m-%dT%H:%M:%SZ")
-    healthy = time.strptime(state["healthy"]["at"], "%Y-%m-%dT%H:%M:%SZ")
-    freeze = calendar.timegm(healthy) - calendar.timegm(stopped)
+    seen = state.get("healthy", {})  # absent when healthy at the gate's first look
+    back = seen["at"] if seen.get("mode") == "split" else state["restarted_at"]
+    freeze = calendar.timegm(time.strptime(back, "%Y-%m-%dT%H:%M:%SZ")) - calendar.timegm(stopped)
     split = state["split"]
     assert said[-1].startswith(f"window {state['window']} succeeded"), said[-1]
-    assert f"write freeze {freeze:.0f}s" in said[-1], said[-1]
+    assert f"write freeze {freeze:.0f}s (app stopped {state['app_stopped']['at']}, " in said[-1]
     assert f"{split['rows']} rows in {split['tables']} tables copied" in said[-1], said[-1]
     assert "verify passed" in said[-1]
     assert f"backup {manifest['size']} bytes" in said[-1], said[-1]
@@ -255,17 +256,19 @@ def test_the_watch_checks_logs_notifies_and_removes_itself(
 ) -> None:
     log_path = window.data_pg.log_path
     logs = json.dumps({"data": str(log_path)})
-    run = window.run("watch", HANDLED_WATCH_SCHEDULE=WATCH_SCHEDULE, HANDLED_WATCH_PG_LOGS=logs)
-    assert run.returncode == 0, str(run)
-    assert "Watch: 48 hours of checks installed" in changed(run), str(run)
-    line = crontab_line(window)
-    assert line is not None
-    assert line.startswith("* * * * * ")
-    folder = watch_dir(window)  # the tick's request holds secrets, as a step's stdin does
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert stat.S_IMODE((folder / "request.json").stat().st_mode) == 0o600
-    assert_no_secret(window, line, "the crontab line")
-    with readable_by_all(log_path):
+    with pytest.raises(psycopg.errors.UndefinedTable), window.data_pg.connect() as conn:
+        conn.execute("SELECT * FROM before_the_watch")  # an ERROR before the watch: not counted
+    with readable_by_all(log_path):  # as `adduser deploy adm` would make the real one
+        run = window.run("watch", HANDLED_WATCH_SCHEDULE=WATCH_SCHEDULE, HANDLED_WATCH_PG_LOGS=logs)
+        assert run.returncode == 0, str(run)
+        assert "Watch: 48 hours of checks installed" in changed(run), str(run)
+        line = crontab_line(window)
+        assert line is not None
+        assert line.startswith("* * * * * ")
+        folder = watch_dir(window)  # the tick's request holds secrets, as a step's stdin does
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert stat.S_IMODE((folder / "request.json").stat().st_mode) == 0o600
+        assert_no_secret(window, line, "the crontab line")
         tick(window, line)  # the check at 0 s
         first = watch_log(window)
         assert re.search(r"check 1/3 \(\+0s\): ok\n", first), first
