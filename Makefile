@@ -6,7 +6,7 @@ export PYENV_VERSION ?= 3.12.1
 PYTHON ?= python3.12
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql-15 postgresql-contrib pgbouncer openssh-server iproute2 python3-venv chromium
+APT_PACKAGES := postgresql-15 postgresql-contrib pgbouncer openssh-server iproute2 python3-venv chromium cron
 NPM_PACKAGES := pm2@6 pnpm@9
 TEST_USER := handled-test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

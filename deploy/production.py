@@ -12,6 +12,7 @@ run; a failed health gate rolls back first.
 
 from pyinfra.context import host
 
+from deploy.notify import announce, window_announced
 from deploy.steps.app import app_built, app_healthy, app_restarted, deploy_failed
 from deploy.steps.backup import backup_taken, backup_uploaded
 from deploy.steps.datadb import data_database
@@ -27,6 +28,7 @@ from deploy.window import Window
 
 window = Window.of(host, runbook="window")
 s = window.settings
+announce(window)  # the communication plan: started, each step, rollback, the end
 
 # 1. Preflight: nothing changes until every read-only check passes.
 no_other_runbook(name="1. Preflight: no other runbook holds the VPS", window=window)
@@ -76,3 +78,6 @@ deploy_failed(
     message="health gate failed; rolled back: the app runs on the old database again",
     _if=gate.did_error,
 )
+
+# 12. The communication plan: the success, with the numbers this run measured.
+window_announced(name="12. Announce the success with its numbers", window=window)

@@ -11,10 +11,12 @@ runs healthy on the old database.
 
 from pyinfra.context import host
 
+from deploy.notify import announce
 from deploy.steps.lock import no_other_runbook
 from deploy.steps.rollback import rollback
 from deploy.window import Window
 
 window = Window.of(host, runbook="rollback")
+announce(window)  # the communication plan: rollback started, each step, finished
 no_other_runbook(name="Rollback: no other runbook holds the VPS", window=window)
 rollback(window=window)

@@ -124,3 +124,11 @@ outputs_source = "pulumi"
 pulumi_stack = None
 pulumi_cwd = None
 stack_outputs_file = None
+
+# The 48-hour watch (deploy/watch.py): [until, every] in seconds after its install (the
+# checklist: every 15 minutes in hour 1, hourly to hour 24, every 4 hours to hour 48); a health
+# answer slower than this fails a check; PostgreSQL logs scanned for ERROR/FATAL lines where the
+# deploy user can read them (Debian: add it to the group adm); PRIMARY's are DigitalOcean's.
+watch_schedule = [[3600, 900], [86400, 3600], [172800, 14400]]
+watch_max_response_ms = 2000
+watch_pg_logs = {"data": "/var/log/postgresql/postgresql-17-main.log"}

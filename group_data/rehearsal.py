@@ -2,10 +2,12 @@
 
 ``HANDLED_APP_DIR``, ``HANDLED_HEALTH_URL``, ``HANDLED_API_URL``, ``HANDLED_WEB_URL``,
 ``HANDLED_HEALTH_TIMEOUT``, ``HANDLED_MULTIPART_CHUNK_MB``, ``HANDLED_REPORT_DIR``,
-``HANDLED_PIP_ARGS``; the stack's outputs are the JSON file ``HANDLED_STACK_OUTPUTS`` the
-stand-ins write, exactly as ``pulumi stack output --json --show-secrets`` prints them.
+``HANDLED_PIP_ARGS``, ``HANDLED_WATCH_SCHEDULE``, ``HANDLED_WATCH_PG_LOGS`` (JSON); the stack's
+outputs are the JSON file ``HANDLED_STACK_OUTPUTS`` the stand-ins write, exactly as
+``pulumi stack output --json --show-secrets`` prints them.
 """
 
+import json
 import os
 
 environment = "rehearsal"
@@ -26,3 +28,7 @@ report_dir = os.environ.get("HANDLED_REPORT_DIR", "reports/deploy")
 outputs_source = "file"
 stack_outputs_file = os.environ.get("HANDLED_STACK_OUTPUTS")
 pip_args = os.environ.get("HANDLED_PIP_ARGS", "").split()
+if os.environ.get("HANDLED_WATCH_SCHEDULE"):  # the tests shorten the 48 hours
+    watch_schedule = json.loads(os.environ["HANDLED_WATCH_SCHEDULE"])
+if os.environ.get("HANDLED_WATCH_PG_LOGS"):
+    watch_pg_logs = json.loads(os.environ["HANDLED_WATCH_PG_LOGS"])

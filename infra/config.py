@@ -73,6 +73,10 @@ KEYS: Mapping[str, str | None] = {
     "caCertPath": DEFAULT_CA_CERT_PATH,
     "prismaPgbouncer": "true",
     "protect": "true",
+    "notifySlackWebhook": "",
+    "notifyEmails": "[]",
+    "notifySmtpUrl": "",
+    "notifyFrom": "",
 }
 
 _SIZE_RE = re.compile(r"^db-s-(?P<vcpu>\d+)vcpu-(?P<gb>\d+)gb$")
@@ -99,6 +103,16 @@ class SlackTarget:
 
     channel: str
     webhook_url: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Where the deploy's notifier posts (the communication plan); the URLs are secrets."""
+
+    slack_webhook: str = field(default="", repr=False)
+    emails: tuple[str, ...] = ()
+    smtp_url: str = field(default="", repr=False)
+    sender: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,7 @@ class InfraConfig:
     #: Prisma's ``pgbouncer`` parameter in ``primaryDatabaseUrl`` (true: the checklist's value).
     prisma_pgbouncer: bool
     protect: bool
+    notify: Notify
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -203,6 +218,7 @@ def parse_config(
         ca_cert_path=_absolute_path(text, "caCertPath"),
         prisma_pgbouncer=_bool(text, "prismaPgbouncer"),
         protect=_bool(text, "protect"),
+        notify=_notify(text),
     )
     _check_cross_keys(config)
     return config
@@ -320,6 +336,26 @@ def _slack(text: Mapping[str, str]) -> SlackTarget | None:
             "alertSlackWebhookUrl", url, f"expected a Slack webhook {SLACK_WEBHOOK_PREFIX}..."
         )
     return SlackTarget(channel=channel, webhook_url=url)
+
+
+def _notify(text: Mapping[str, str]) -> Notify:
+    webhook, smtp = text["notifySlackWebhook"], text["notifySmtpUrl"]
+    if webhook and not webhook.startswith("https://"):
+        raise ConfigError("notifySlackWebhook", "***", "expected an https:// webhook URL")
+    if smtp and not smtp.startswith(("smtp://", "smtps://")):
+        raise ConfigError(
+            "notifySmtpUrl", "***", "expected smtp://user:password@host:587 or smtps://"
+        )
+    emails = _string_list(text, "notifyEmails")
+    for email in emails:
+        if _EMAIL_RE.match(email) is None:
+            raise ConfigError("notifyEmails", email, "not an email address")
+    if emails and not smtp:
+        raise ConfigError("notifyEmails", emails, "needs notifySmtpUrl, the server that sends them")
+    sender = text["notifyFrom"]
+    if sender and _EMAIL_RE.match(sender) is None:
+        raise ConfigError("notifyFrom", sender, "not an email address")
+    return Notify(webhook, tuple(emails), smtp, sender)
 
 
 def _maintenance_hour(text: Mapping[str, str]) -> str:

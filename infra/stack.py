@@ -100,4 +100,8 @@ def build(config: InfraConfig) -> dict[str, pulumi.Output[Any]]:
         "backupBucketEndpoint": backups.endpoint,
         "backupBucketRegion": pulumi.Output.from_input(config.region),
         "authSecret": secrets.auth_secret,
+        "notifySlackWebhook": pulumi.Output.secret(config.notify.slack_webhook),
+        "notifySmtpUrl": pulumi.Output.secret(config.notify.smtp_url),
+        "notifyEmails": pulumi.Output.from_input(list(config.notify.emails)),
+        "notifyFrom": pulumi.Output.from_input(config.notify.sender),
     }

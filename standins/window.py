@@ -75,6 +75,8 @@ class Window:
     extra_env: dict[str, str] = field(default_factory=dict)
     #: the stack's `prismaPgbouncer` (Prisma's `pgbouncer=` in PRIMARY_DATABASE_URL)
     prisma_pgbouncer: bool = True
+    extra_outputs: dict[str, Any] = field(default_factory=dict)
+    """More stack outputs (e.g. the notifier's ``notifySlackWebhook``)."""
     network: Network | None = None
     owned: list[Any] = field(default_factory=list, repr=False)
     detached: bool = field(default=False, repr=False)
@@ -236,6 +238,7 @@ class Window:
             "backupBucketEndpoint": self.s3.endpoint_url,
             "backupBucketRegion": "nyc3",
             "authSecret": self.auth_secret,
+            **self.extra_outputs,
         }
         path = self.report_dir / ".stack-outputs.json"
         self.report_dir.mkdir(parents=True, exist_ok=True)

@@ -41,39 +41,7 @@ def first_hour_check(window: Window) -> Commands:
         data=window.data(),
         ca_pem=window.ca_pem(),
     )
-    problems: list[str] = []
-    lines = [f"health: {'ok' if found.healthy else 'FAILING'} ({found.health})"]
-    if not found.healthy:
-        problems.append(f"health: {found.health}")
-    for name, count in sorted(found.connections.items()):
-        if isinstance(count, int):
-            lines.append(f"{name} connections in use: {count} (pool size {pool_size})")
-            if name == "primary" and count >= pool_size:
-                problems.append(f"{count} PRIMARY connections, pool size {pool_size}")
-        else:
-            problems.append(f"{name}: {count}")
-    for app in s.pm2_apps:
-        info = found.pm2.get(app)
-        if info is None:
-            problems.append(f"pm2 app {app} missing")
-            continue
-        lines.append(f"pm2 {app}: {info.get('status')}, {info.get('restarts')} restarts")
-        if info.get("status") != "online":
-            problems.append(f"pm2 app {app} is {info.get('status')}")
-    lines.append(f"pm2 logs: {found.lines_scanned} recent lines scanned for errors")
-    for app, errors in sorted(found.errors.items()):
-        lines.append(f"{app}: {len(errors)} error line(s) in the recent logs")
-        lines += [f"    {e}" for e in errors[-5:]]
-        if errors:
-            problems.append(f"{len(errors)} error line(s) in {app}'s recent logs")
-    for result in found.smoke:
-        mark = "ok" if result["ok"] else "FAILED"
-        lines.append(
-            f"smoke {mark}: {result['name']} [{result['database']}] {result['ms']:.0f} ms"
-            f" ({result['detail']})"
-        )
-        if not result["ok"]:
-            problems.append(f"smoke check {result['name']!r}: {result['detail']}")
+    lines, problems = remote.judge(found, list(s.pm2_apps), pool_size)
     for line in lines:
         host.log(line)
     if problems:

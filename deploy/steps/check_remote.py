@@ -20,6 +20,7 @@ class CheckQuery:
     apps: list[str]
     health_contract: dict[str, Any] = field(default_factory=dict)
     smoke: dict[str, Any] = field(default_factory=dict)
+    phase: str = "check"
     log_lines: int = 200
     error_pattern: str = r"(?i)\b(error|fatal|unhandled|ECONNREFUSED)\b"
 
@@ -67,5 +68,43 @@ def report(req: CheckQuery, ctx: Context) -> CheckReport:
         errors[name] = lines[-20:]
     results = []
     if req.smoke.get("checks"):
-        results = run_phase(Smoke(**req.smoke), ctx, "check", req.mode)
+        results = run_phase(Smoke(**req.smoke), ctx, req.phase, req.mode)
     return CheckReport(ok, why, connections, pm2, errors, scanned, results)
+
+
+def judge(found: CheckReport, apps: list[str], pool_size: int) -> tuple[list[str], list[str]]:
+    """A check's report as ``(lines to show, problems)``: no problem means it passed."""
+    problems: list[str] = []
+    lines = [f"health: {'ok' if found.healthy else 'FAILING'} ({found.health})"]
+    if not found.healthy:
+        problems.append(f"health: {found.health}")
+    for name, count in sorted(found.connections.items()):
+        if isinstance(count, int):
+            lines.append(f"{name} connections in use: {count} (pool size {pool_size})")
+            if name == "primary" and count >= pool_size:
+                problems.append(f"{count} PRIMARY connections, pool size {pool_size}")
+        else:
+            problems.append(f"{name}: {count}")
+    for app in apps:
+        info = found.pm2.get(app)
+        if info is None:
+            problems.append(f"pm2 app {app} missing")
+            continue
+        lines.append(f"pm2 {app}: {info.get('status')}, {info.get('restarts')} restarts")
+        if info.get("status") != "online":
+            problems.append(f"pm2 app {app} is {info.get('status')}")
+    lines.append(f"pm2 logs: {found.lines_scanned} recent lines scanned for errors")
+    for app, errors in sorted(found.errors.items()):
+        lines.append(f"{app}: {len(errors)} error line(s) in the recent logs")
+        lines += [f"    {e}" for e in errors[-5:]]
+        if errors:
+            problems.append(f"{len(errors)} error line(s) in {app}'s recent logs")
+    for result in found.smoke:
+        mark = "ok" if result["ok"] else "FAILED"
+        lines.append(
+            f"smoke {mark}: {result['name']} [{result['database']}] {result['ms']:.0f} ms"
+            f" ({result['detail']})"
+        )
+        if not result["ok"]:
+            problems.append(f"smoke check {result['name']!r}: {result['detail']}")
+    return lines, problems

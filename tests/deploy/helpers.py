@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import secrets
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +117,115 @@ def count(window: Window, table: str, *, where: str = "source") -> int:
     if where == "data":
         return window.count(window.data_pg, window.vps.data_db, table)
     return window.primary_count(table)
+
+
+class SlackReceiver:
+    """A real HTTP server standing in for a Slack incoming webhook: it records the ``text`` of
+    each JSON body POSTed to its secret path; ``mode`` "hang" holds requests unanswered."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.mode = "ok"
+        self.token = secrets.token_urlsafe(18)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if receiver.mode == "hang":
+                    time.sleep(20)
+                    return
+                if self.path != receiver.path:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                receiver.messages.append(str(json.loads(body)["text"]))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def path(self) -> str:
+        return f"/services/T0HANDLED/B0DEPLOY/{self.token}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{self.path}"
+
+    def take(self) -> list[str]:
+        """The messages received since the last call, oldest first."""
+        found, self.messages[:] = list(self.messages), []
+        return found
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ----- the watch on the VPS ---------------------------------------------------------------------
+
+WATCH_MARKER = "# handled-watch"
+
+
+def watch_dir(window: Window) -> Path:
+    return state_dir(window) / "watch"
+
+
+def crontab_line(window: Window) -> str | None:
+    """The watch's line in the deploy user's crontab (read as root, as an operator would)."""
+    user = window.vps.ssh.user
+    proc = subprocess.run(["crontab", "-l", "-u", user], capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.endswith(WATCH_MARKER)]
+    assert len(lines) <= 1, lines
+    return lines[0] if lines else None
+
+
+def tick(window: Window, line: str) -> None:
+    """Run the crontab line's command exactly as cron would: ``/bin/sh -c`` as the deploy user,
+    in its home, with cron's environment (HOME, LOGNAME, SHELL, PATH=/usr/bin:/bin)."""
+    fields = line.split(None, 5)
+    assert fields[:5] == ["*"] * 5, line
+    ssh = window.vps.ssh
+    env = [f"HOME={ssh.home}", f"LOGNAME={ssh.user}", "SHELL=/bin/sh", "PATH=/usr/bin:/bin"]
+    argv = ["/usr/sbin/runuser", "-u", ssh.user, "--", "/bin/sh", "-c", fields[5]]
+    subprocess.run(["env", "-i", *env, *argv], cwd="/", check=True, timeout=120)
+    out = watch_dir(window) / "tick.out"
+    assert "error" not in (out.read_text() if out.exists() else ""), out.read_text()
+
+
+def watch_log(window: Window) -> str:
+    path = watch_dir(window) / "watch.log"
+    return path.read_text() if path.exists() else ""
+
+
+def watch_elapsed(window: Window) -> float:
+    """Seconds since the watch's schedule started."""
+    schedule = json.loads((watch_dir(window) / "schedule.json").read_text())
+    return time.time() - float(schedule["started"])
+
+
+@contextlib.contextmanager
+def readable_by_all(path: Path) -> Iterator[None]:
+    """``path`` readable by every user for a while (as adding the deploy user to the group
+    that owns the PostgreSQL logs would make it), its modes and its folders' restored after."""
+    changed: list[tuple[Path, int]] = []
+    try:
+        for folder in reversed(path.parents):
+            mode = folder.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                changed.append((folder, mode))
+                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        mode = path.stat().st_mode
+        changed.append((path, mode))
+        path.chmod(stat.S_IMODE(mode) | stat.S_IROTH)
+        yield
+    finally:
+        for item, mode in reversed(changed):
+            item.chmod(stat.S_IMODE(mode))

@@ -39,6 +39,7 @@ from dbsplit.urls import parse
 from standins.host import http_json
 from standins.window import BUCKET, ProcSampler, Run, Window
 from tests.deploy.helpers import (
+    SlackReceiver,
     assert_no_secret,
     assert_smoke_passed,
     changed,
@@ -303,11 +304,15 @@ def test_a_failed_health_gate_rolls_back_without_losing_rows(window: Window) -> 
     shadowed = profile.read_bytes()
     with profile.open("a", encoding="utf-8") as handle:
         handle.write(f"export PRIMARY_DATABASE_URL='{STALE}'\n")
+    slack = SlackReceiver()  # the communication plan, told of the gate and the rollback
+    window.extra_outputs["notifySlackWebhook"] = slack.url
     try:
         with ProcSampler() as sampler:
             run = window.run("production", "-vv", HANDLED_HEALTH_TIMEOUT="10")
     finally:
         profile.write_bytes(shadowed)
+        window.extra_outputs.pop("notifySlackWebhook")
+        slack.stop()
     assert run.returncode != 0, str(run)
     assert "health gate failed; rolled back" in run.output, str(run)
     assert "primary not connected" in run.output, str(run)
@@ -323,3 +328,21 @@ def test_a_failed_health_gate_rolls_back_without_losing_rows(window: Window) -> 
     assert_no_secret(window, "\n".join(sampler.seen), "a command line")
     for log in window.logs():
         assert_no_secret(window, log.read_text(errors="replace"), f"log {log}")
+
+    said = [t.removeprefix("[rehearsal] ") for t in slack.messages]
+    for text in said:
+        assert_no_secret(window, text, "a notification")
+        assert "stale:stale@" not in text
+    gate = next(i for i, t in enumerate(said) if t.startswith("FAILED: "))
+    assert said[0].startswith("window started on rehearsal-vps"), said
+    assert all(t.startswith("done: ") for t in said[1:gate]), said
+    assert said[gate].startswith("FAILED: 11. Health gate: /api/health reports PRIMARY"), said
+    assert "primary not connected" in said[gate]
+    assert said[gate + 1].startswith("rollback started on rehearsal-vps after: 11. Health gate")
+    rollback = said[gate + 2 : -3]
+    assert rollback, said
+    assert all(t.startswith("done: 11. Rollback: ") for t in rollback), said
+    assert said[-3].startswith("FAILED: 11. Deploy failed: health gate after "), said
+    assert said[-2].startswith("rollback finished on rehearsal-vps"), said
+    assert said[-1].startswith("window stopped on rehearsal-vps after "), said
+    assert "11. Health gate" in said[-1]

@@ -2,14 +2,18 @@
 
 One window per module; the tests run in order: a preflight failure that changes nothing, the
 whole window (watched by a /proc sampler, at -vv), a re-run with --diff that changes nothing,
-the first-hour check, the app writing in split mode then a rollback refused with the counts,
+the first-hour check, the 48-hour watch (installed, ticked as its crontab line says on a
+shortened schedule, failing and notifying while the app is stopped, removing itself), the app
+writing in split mode then a rollback refused with the counts,
 the rollback with the writes discarded (dumped to the VPS and to Spaces first), a re-run
 refused because of the stale split, and the restore from Spaces (refused over newer writes,
-then allowed).
+then allowed). A local HTTP server stands in for Slack: the stack's outputs point the notifier
+at it, and each runbook's messages are checked in order.
 """
 
 from __future__ import annotations
 
+import calendar
 import csv
 import json
 import os
@@ -19,23 +23,33 @@ import signal
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from deploy.steps.tooling import dbsplit_digest
 from standins.host import http_json
 from standins.window import BUCKET, ProcSampler, Window
 from tests.deploy.helpers import (
+    SlackReceiver,
     assert_no_secret,
     assert_smoke_passed,
     backups,
     changed,
     count,
+    crontab_line,
     freeze_check,
     frozen,
     journal,
+    readable_by_all,
+    results,
     sha,
+    tick,
+    watch_dir,
+    watch_elapsed,
+    watch_log,
     window_state,
 )
 
@@ -44,8 +58,36 @@ pytestmark = pytest.mark.slow
 DIGESTS: list[str] = []
 """The dbsplit sources' digest when the window ran (the work tree is shared and may change)."""
 
+LABEL = "[rehearsal] "
 
-def test_preflight_failure_changes_nothing(window: Window) -> None:
+
+@pytest.fixture(scope="module", autouse=True)
+def slack(window: Window) -> Iterator[SlackReceiver]:
+    """Slack's stand-in; the stack's outputs name its webhook (a secret)."""
+    receiver = SlackReceiver()
+    window.extra_outputs["notifySlackWebhook"] = receiver.url
+    yield receiver
+    receiver.stop()
+
+
+def messages(slack: SlackReceiver, window: Window, run_output: str) -> list[str]:
+    """The messages since the last look, unlabelled; none shows a secret or the webhook."""
+    found = slack.take()
+    assert found, "no message arrived"
+    for text in found:
+        assert text.startswith(LABEL), text
+        assert_no_secret(window, text, "a notification")
+        assert slack.token not in text
+    assert slack.token not in run_output
+    return [text.removeprefix(LABEL) for text in found]
+
+
+def done(found: list[str]) -> list[str]:
+    """The names of the steps the messages say are done."""
+    return [m.group(1) for t in found if (m := re.match(r"done: (.+) in \d+\.\ds", t))]
+
+
+def test_preflight_failure_changes_nothing(window: Window, slack: SlackReceiver) -> None:
     before = sha(window.vps.app.env_path)
     closed = window.dbaas.direct_url(window.primary_db).replace(
         f":{window.dbaas.server.port}/", ":1/"
@@ -55,10 +97,21 @@ def test_preflight_failure_changes_nothing(window: Window) -> None:
     assert "preflight failed, nothing was changed" in run.output, str(run)
     assert "primary-direct" in run.output
     assert_no_secret(window, run.output, "the failed run's output")
+    said = messages(slack, window, run.output)
+    assert said[0].startswith("window started on "), said
+    assert done(said) == ["1. Preflight: no other runbook holds the VPS"], said
+    failed = "FAILED: 1. Preflight: source, disk, pg_dump, PRIMARY (verify-full), DATA after "
+    assert said[2].startswith(failed), said
+    assert "preflight failed, nothing was changed" in said[2]
+    assert said[3].startswith("window stopped on "), said
+    assert len(said) == 4, said
     full = window.run("production", "--data", "disk_margin_mb=100000000")  # 95 TiB to spare
     assert full.returncode != 0, str(full)
     assert "preflight failed, nothing was changed: disk (" in full.output, str(full)
     assert "MiB needed (dump up to" in full.output
+    said = messages(slack, window, full.output)
+    assert [t.split(" after ")[0] for t in said if t.startswith("FAILED: ")] == [failed[:-7]], said
+    assert "preflight failed, nothing was changed: disk (" in said[2], said
     assert sha(window.vps.app.env_path) == before
     assert window.health().get("mode") == "single"
     assert not frozen(window)
@@ -72,7 +125,7 @@ def test_preflight_failure_changes_nothing(window: Window) -> None:
     assert row == (0,)
 
 
-def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
+def test_window_succeeds_and_serves_from_the_split(window: Window, slack: SlackReceiver) -> None:
     users_before = count(window, "config.users")
     DIGESTS.append(dbsplit_digest())
     with ProcSampler() as sampler:
@@ -146,6 +199,25 @@ def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
     assert {r.name.split("-")[1] for r in reports} == {"migrate", "verify"}, reports
     assert json.loads(next(r for r in reports if "verify" in r.name).read_text())["ok"] is True
 
+    # the communication plan: started, every step that ran in order, the success with numbers
+    said = messages(slack, window, run.output)
+    ran = [n for n in results(run) if "11. Rollback" not in n and "11. Deploy failed" not in n]
+    assert said[0].startswith("window started on "), said
+    assert ran[-1] == "12. Announce the success with its numbers", ran
+    assert done(said) == ran[:-1], said
+    assert len(said) == len(ran) + 1, said
+    stopped = time.strptime(state["app_stopped"]["at"], "%Y-%m-%dT%H:%M:%SZ")
+    seen = state.get("healthy", {})  # absent when healthy at the gate's first look
+    back = seen["at"] if seen.get("mode") == "split" else state["restarted_at"]
+    freeze = calendar.timegm(time.strptime(back, "%Y-%m-%dT%H:%M:%SZ")) - calendar.timegm(stopped)
+    split = state["split"]
+    assert said[-1].startswith(f"window {state['window']} succeeded"), said[-1]
+    assert f"write freeze {freeze:.0f}s (app stopped {state['app_stopped']['at']}, " in said[-1]
+    assert f"{split['rows']} rows in {split['tables']} tables copied" in said[-1], said[-1]
+    assert "verify passed" in said[-1]
+    assert f"backup {manifest['size']} bytes" in said[-1], said[-1]
+    print(f"\nsuccess message: {said[-1]}")
+
     assert_no_secret(window, run.output, "pyinfra -vv output")
     assert_no_secret(window, "\n".join(sampler.seen), "a process's command line")
     for report in reports:
@@ -154,9 +226,15 @@ def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
         assert_no_secret(window, log.read_text(errors="replace"), f"log {log}")
 
 
-def test_rerun_changes_nothing_quickly(window: Window) -> None:
-    run = window.run("production", "-vv", "--diff")
+def test_rerun_changes_nothing_quickly(window: Window, slack: SlackReceiver) -> None:
+    slack.mode = "hang"  # a notifier that never answers neither fails nor holds up the run
+    try:
+        run = window.run("production", "-vv", "--diff")
+    finally:
+        slack.mode = "ok"
     assert run.returncode == 0, str(run)
+    assert "notification not sent (slack webhook: " in run.output, str(run)
+    assert slack.take() == []
     found = changed(run)
     if DIGESTS and DIGESTS[0] != dbsplit_digest():  # dbsplit's sources changed meanwhile
         found.pop("1. Preflight: dbsplit installed in a virtualenv", None)
@@ -207,7 +285,81 @@ def test_first_hour_check_fails_when_a_feature_is_broken(window: Window) -> None
     assert_no_secret(window, run.output, "check output")
 
 
-def test_rollback_after_split_writes_is_refused_with_the_counts(window: Window) -> None:
+WATCH_SCHEDULE = json.dumps([[8, 8], [14, 6]])
+"""The 48 hours shortened: checks at 0, 8 and 14 seconds after the install."""
+
+
+def test_the_watch_checks_logs_notifies_and_removes_itself(
+    window: Window, slack: SlackReceiver
+) -> None:
+    log_path = window.data_pg.log_path
+    logs = json.dumps({"data": str(log_path)})
+    with pytest.raises(psycopg.errors.UndefinedTable), window.data_pg.connect() as conn:
+        conn.execute("SELECT * FROM before_the_watch")  # an ERROR before the watch: not counted
+    with readable_by_all(log_path):  # as `adduser deploy adm` would make the real one
+        run = window.run("watch", HANDLED_WATCH_SCHEDULE=WATCH_SCHEDULE, HANDLED_WATCH_PG_LOGS=logs)
+        assert run.returncode == 0, str(run)
+        assert "Watch: 48 hours of checks installed" in changed(run), str(run)
+        line = crontab_line(window)
+        assert line is not None
+        assert line.startswith("* * * * * ")
+        folder = watch_dir(window)  # the tick's request holds secrets, as a step's stdin does
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert stat.S_IMODE((folder / "request.json").stat().st_mode) == 0o600
+        assert_no_secret(window, line, "the crontab line")
+        tick(window, line)  # the check at 0 s
+        first = watch_log(window)
+        assert re.search(r"check 1/3 \(\+0s\): ok\n", first), first
+        assert f"health: ok (data {window.vps.data_db}, primary {window.primary_db})" in first
+        assert "primary connections in use: " in first
+        assert "pm2 backoffice-api: online" in first
+        assert "response time: " in first
+        assert "data PostgreSQL log " in first
+        assert "new line(s) scanned, 0 ERROR/FATAL" in first
+        assert "data replication slots: none" in first
+        tick(window, line)
+        assert watch_log(window) == first, "nothing is due before 8 s"
+
+        again = window.run(
+            "watch", HANDLED_WATCH_SCHEDULE=WATCH_SCHEDULE, HANDLED_WATCH_PG_LOGS=logs
+        )
+        assert again.returncode == 0, str(again)
+        assert not changed(again), str(again)
+
+        # break things for real: the API stopped, an ERROR in DATA's PostgreSQL log
+        window.vps.app.pm2("stop backoffice-api")
+        with pytest.raises(psycopg.errors.DivisionByZero), window.data_pg.connect() as conn:
+            conn.execute("SELECT 1/0")
+        time.sleep(max(0.0, 8.2 - watch_elapsed(window)))
+        tick(window, line)
+        second = watch_log(window).removeprefix(first)
+        assert re.search(r"check 2/3 \(\+8s\): FAILED\n", second), second
+        assert "pm2 app backoffice-api is stopped" in second
+        assert "1 ERROR/FATAL line(s) in data's PostgreSQL log" in second
+        assert "ERROR:  division by zero" in second
+        said = messages(slack, window, second)
+        assert len(said) == 1, said
+        assert said[0].startswith("watch check 2/3 (+8s): FAILED: health: API not answering")
+
+        window.vps.app.restart(mode="split")
+        time.sleep(max(0.0, 14.2 - watch_elapsed(window)))
+        tick(window, line)
+    third = watch_log(window).removeprefix(first + second)
+    assert re.search(r"check 3/3 \(\+14s\): ok\n", third), third
+    assert "the watch is over: 3 checks since " in third
+    assert crontab_line(window) is None, "the watch removed its crontab line"
+    said = messages(slack, window, third)
+    log = watch_dir(window) / "watch.log"
+    assert said == [f"the 48-hour watch is over: 3 checks, log {log}"], said
+    tick(window, line)  # a tick cron had already started does nothing more
+    assert watch_log(window) == first + second + third
+    assert_no_secret(window, watch_log(window), "the watch's log")
+    assert_no_secret(window, (folder / "tick.out").read_text(), "the ticks' output")
+
+
+def test_rollback_after_split_writes_is_refused_with_the_counts(
+    window: Window, slack: SlackReceiver
+) -> None:
     api = window.vps.app.api_url
     for _ in range(3):
         assert http_json(f"{api}/api/integration-runs", method="POST", payload={}).status == 201
@@ -216,13 +368,20 @@ def test_rollback_after_split_writes_is_refused_with_the_counts(window: Window) 
     assert "rollback refused: the app wrote in split mode" in run.output, str(run)
     assert "data integration.runs: 3 written, 0 deleted or replaced" in run.output, str(run)
     assert "discard_split_writes=yes" in run.output
+    said = messages(slack, window, run.output)
+    assert said[0].startswith("rollback started on "), said
+    assert done(said)[0] == "Rollback: no other runbook holds the VPS", said
+    refused = [t for t in said if t.startswith("FAILED: Rollback: rows the app wrote in split")]
+    assert len(refused) == 1, said
+    assert "rollback refused: the app wrote in split mode" in refused[0]
+    assert said[-1].startswith("rollback FAILED: Rollback: rows the app wrote"), said
     assert not changed(run), "a refused rollback changes nothing"
     assert frozen(window), "the source stays frozen while the split's rows are not accounted"
     assert window.vps.app.read_env()["SPLIT_DB_MODE"] == "true"
     assert window.health()["mode"] == "split", "the app still runs on the split"
 
 
-def test_rollback_with_discard_dumps_the_rows_first(window: Window) -> None:
+def test_rollback_with_discard_dumps_the_rows_first(window: Window, slack: SlackReceiver) -> None:
     api = window.vps.app.api_url
     written = http_json(f"{api}/api/integration-runs").body
     source_runs = count(window, "integration.runs")
@@ -231,6 +390,11 @@ def test_rollback_with_discard_dumps_the_rows_first(window: Window) -> None:
     print(f"\nrollback (split writes dumped) to healthy: {run.seconds:.1f}s")
     health = window.health()
     assert (health.get("status"), health.get("mode")) == ("ok", "single"), health
+    said = messages(slack, window, run.output)
+    assert said[0].startswith("rollback started on "), said
+    assert "Rollback: healthy on the old database" in done(said), said
+    assert not [t for t in said if t.startswith("FAILED")], said
+    assert said[-1].startswith("rollback finished on "), said
     assert not frozen(window)
     assert window.vps.app.read_env()["SPLIT_DB_MODE"] == "false"
     assert count(window, "integration.runs") == source_runs

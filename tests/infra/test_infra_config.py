@@ -73,6 +73,11 @@ def test_usable_connections_follow_the_plan_ram() -> None:
         ({"alertSlackChannel": "#ops"}, "alertSlackWebhookUrl", "[secret]", "required with"),
         ({"appUser": "Handled-App"}, "appUser", "Handled-App", "PostgreSQL identifier"),
         ({"regoin": "nyc3"}, "regoin", "nyc3", "unknown key"),
+        # the notifier: a secret URL is never echoed
+        ({"notifySlackWebhook": "http://hooks.x/T/B/tok"}, "notifySlackWebhook", "***", "https"),
+        ({"notifySmtpUrl": "mail://u:pw@x"}, "notifySmtpUrl", "***", "smtp://"),
+        ({"notifyEmails": '["ops@x.io"]'}, "notifyEmails", ["ops@x.io"], "needs notifySmtpUrl"),
+        ({"notifyFrom": "deploy"}, "notifyFrom", "deploy", "not an email address"),
     ],
 )
 def test_a_bad_value_is_rejected_naming_key_and_value(
@@ -103,6 +108,20 @@ def test_vps_needs_addresses_or_a_droplet_name() -> None:
 def test_a_required_key_must_be_set() -> None:
     with pytest.raises(ConfigError, match=r"^handled-infra:alertEmails=None: required key"):
         parse(remove=("alertEmails",))
+
+
+def test_the_notifier_is_configured_per_stack() -> None:
+    assert parse().notify.slack_webhook == ""
+    notify = parse(
+        {
+            "notifySlackWebhook": "https://hooks.slack.com/services/T0/B0/tok",
+            "notifyEmails": '["ops@handledcommerce.com"]',
+            "notifySmtpUrl": "smtps://mailer:pw@smtp.example.com",
+        }
+    ).notify
+    assert notify.emails == ("ops@handledcommerce.com",)
+    assert "tok" not in repr(notify)
+    assert "pw" not in repr(notify)
 
 
 def test_maintenance_hour_is_normalised() -> None:

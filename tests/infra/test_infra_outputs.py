@@ -23,8 +23,18 @@ OUTPUTS = {
     "backupBucketEndpoint",
     "backupBucketRegion",
     "authSecret",
+    "notifySlackWebhook",
+    "notifySmtpUrl",
+    "notifyEmails",
+    "notifyFrom",
 }
-SECRETS = {"primaryDatabaseUrl", "primaryDirectUrl", "authSecret"}
+SECRETS = {
+    "primaryDatabaseUrl",
+    "primaryDirectUrl",
+    "authSecret",
+    "notifySlackWebhook",
+    "notifySmtpUrl",
+}
 
 
 def test_every_output_is_exported_and_exactly_the_secrets_are_secret(
