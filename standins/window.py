@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -307,7 +308,8 @@ class Window:
     ) -> Run:
         """`pyinfra -y inventory/rehearsal.py deploy/<deploy>.py [flags]` from the repo root.
 
-        `on_line` is called with each output line as pyinfra prints it. After `timeout`
+        `on_line` is called with each output line as pyinfra prints it, pyinfra stopped
+        (SIGSTOP) until it returns. After `timeout`
         seconds pyinfra is killed (the run then fails). With `kill_at`, pyinfra is killed
         (SIGKILL, as a dead laptop or a lost shell would) when it starts the operation whose
         name starts with `kill_at`: every operation before it has finished.
@@ -331,7 +333,14 @@ class Window:
                 for line in popen.stdout:
                     lines.append(line)
                     if on_line is not None:
-                        on_line(line.rstrip("\n"))
+                        # pyinfra waits while the callback runs (a second run, a fault to
+                        # inject): the window does not go on meanwhile, only what it already
+                        # started on the VPS does.
+                        os.kill(popen.pid, signal.SIGSTOP)
+                        try:
+                            on_line(line.rstrip("\n"))
+                        finally:
+                            os.kill(popen.pid, signal.SIGCONT)
                     if kill_at is not None and f"Starting operation: {kill_at}" in line:
                         popen.kill()
                         lines.append(f"[killed at: {kill_at}]\n")

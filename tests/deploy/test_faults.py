@@ -336,7 +336,8 @@ def test_a_failed_health_gate_rolls_back_without_losing_rows(window: Window) -> 
     gate = next(i for i, t in enumerate(said) if t.startswith("FAILED: "))
     assert said[0].startswith("window started on rehearsal-vps"), said
     assert all(t.startswith("done: ") for t in said[1:gate]), said
-    assert said[gate].startswith("FAILED: 11. Health gate: /api/health reports PRIMARY"), said
+    assert said[gate].startswith("FAILED: 11. Health gate: PRIMARY and DATA connected"), said
+    assert "primary not connected" in said[gate], said
     assert "primary not connected" in said[gate]
     assert said[gate + 1].startswith("rollback started on rehearsal-vps after: 11. Health gate")
     rollback = said[gate + 2 : -3]
