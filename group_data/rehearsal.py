@@ -1,7 +1,8 @@
 """Rehearsal values: the stand-ins tell where things are through the environment.
 
 ``HANDLED_APP_DIR``, ``HANDLED_HEALTH_URL``, ``HANDLED_HEALTH_TIMEOUT``,
-``HANDLED_MULTIPART_CHUNK_MB``, ``HANDLED_REPORT_DIR``, ``HANDLED_PIP_ARGS``; the stack's
+``HANDLED_MULTIPART_CHUNK_MB``, ``HANDLED_REPORT_DIR``, ``HANDLED_PIP_ARGS``,
+``HANDLED_PROGRESS_SECONDS``; the stack's
 outputs are the JSON file ``HANDLED_STACK_OUTPUTS`` the stand-ins write, exactly as
 ``pulumi stack output --json --show-secrets`` prints them.
 """
@@ -18,6 +19,7 @@ backup_key_prefix = "pre-split/rehearsal"
 s3_addressing_style = "path"
 multipart_chunk_mb = int(os.environ.get("HANDLED_MULTIPART_CHUNK_MB", "5"))
 disk_margin_mb = 16
+progress_seconds = float(os.environ.get("HANDLED_PROGRESS_SECONDS", "10"))
 report_dir = os.environ.get("HANDLED_REPORT_DIR", "reports/deploy")
 outputs_source = "file"
 stack_outputs_file = os.environ.get("HANDLED_STACK_OUTPUTS")

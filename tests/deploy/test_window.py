@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import pwd
+import re
 import signal
 import stat
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.progress import ProgressLine, parse
 from deploy.steps.tooling import dbsplit_digest
 from standins.host import http_json
 from standins.window import BUCKET, ProcSampler, Window
@@ -70,13 +72,50 @@ def test_preflight_failure_changes_nothing(window: Window) -> None:
     assert row == (0,)
 
 
+def live_progress(lines: list[tuple[float, str]], operation: str) -> list[ProgressLine]:
+    """The progress lines pyinfra printed while ``operation`` ran, each stamped when it came;
+    the last item is the operation's end (the next one's start), as a line of step ``end``."""
+    start = next(i for i, (_, ln) in enumerate(lines) if f"Starting operation: {operation}" in ln)
+    end = next(
+        (i for i in range(start + 1, len(lines)) if "Starting operation:" in lines[i][1]),
+        len(lines) - 1,
+    )
+    found = [parse(ln, at) for at, ln in lines[start:end]]
+    return [p for p in found if p is not None] + [ProgressLine("", "end", "", lines[end][0])]
+
+
 def test_window_succeeds_and_serves_from_the_split(window: Window) -> None:
     users_before = count(window, "config.users")
     DIGESTS.append(dbsplit_digest())
+    stamped: list[tuple[float, str]] = []
     with ProcSampler() as sampler:
-        run = window.run("production", "-vv")
+        run = window.run(
+            "production",
+            "-vv",
+            HANDLED_PROGRESS_SECONDS="0.1",
+            on_line=lambda line: stamped.append((time.time(), line)),
+        )
     assert run.returncode == 0, str(run)
     print(f"\nwindow: {run.seconds:.1f}s")
+
+    # the long steps' progress, printed while they ran: output printed when a command ends
+    # comes in one burst, milliseconds before the next operation starts
+    for operation, step, before_the_end in (
+        ("4. Backup: pg_dump", "backup", 0.2),
+        ("4. Backup: upload", "upload", 0.05),
+        ("5. dbsplit migrate", "copy", 0.2),
+    ):
+        *shown, end = live_progress(stamped, operation)
+        mine = [p for p in shown if p.step == step]
+        assert mine, f"no progress line for {step} in {operation}: {shown}"
+        assert mine[-1].finished, mine[-1]
+        assert re.search(r"\d+(\.\d+)? [KMG]?i?B/s", mine[0].text), mine[0]
+        ahead = end.at - mine[0].at
+        print(f"{step}: first progress line {ahead:.2f}s before the step's end")
+        assert ahead > before_the_end, f"{step}'s first progress line came {ahead:.2f}s before"
+    copy = [p for p in live_progress(stamped, "5. dbsplit migrate") if p.step == "copy"]
+    assert "left" in copy[0].text, copy[0]
+    assert "%" in copy[0].text, copy[0]
 
     health = window.health()
     assert (health.get("status"), health.get("mode")) == ("ok", "split"), health
