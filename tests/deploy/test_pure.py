@@ -20,7 +20,7 @@ from dbsplit.progress import Throughput
 from dbsplit.urls import SPLIT_ENV_HEADER, env_line, env_value, merged_env, with_ca_path
 from deploy.progress import ProgressLine, Relay, listen
 from deploy.remote import BOOTSTRAP, Request, closure
-from deploy.steps import lock_remote, split_remote, verify_remote
+from deploy.steps import finalize_remote, lock_remote, split_remote, verify_remote
 
 STEPS = Path(__file__).resolve().parents[2] / "deploy" / "steps"
 
@@ -252,7 +252,11 @@ def _remote(func: Any, args: Any, *, tmp: Path) -> subprocess.CompletedProcess[s
 def test_a_fact_answers_one_json_line_with_the_systems_python(tmp_path: Path) -> None:
     proc = _remote(lock_remote.held, lock_remote.LockQuery(), tmp=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.splitlines()[-1]) == {"other": {}, "window": None}
+    assert json.loads(proc.stdout.splitlines()[-1]) == {
+        "other": {},
+        "window": None,
+        "finalized": {},
+    }
 
 
 def test_a_failing_fact_says_why_and_an_action_fails_with_one_line(tmp_path: Path) -> None:
@@ -368,3 +372,29 @@ def test_listen_sees_what_pyinfra_prints_and_stops() -> None:
         output.set_echo(before)
     assert len(printed) == 3, "every line is still printed"
     assert [p.text for p in got] == ["1.0 MiB of 2.0 MiB (50%), 1 MiB/s, about 1s left"]
+
+
+def test_a_finalized_window_closes_the_way_back_with_one_line_saying_where_and_how() -> None:
+    record = {
+        "at": "2026-12-03T05:00:00Z",
+        "window": "20261201T040000Z-ab12",
+        "archive": "handled_pre_split_20261201",
+        "source_db": "handled",
+        "dump": {"file": "/home/deploy/backups/handled-final-w.dump", "sha256": "f00d"},
+        "uploaded": {"bucket": "handled-prod-pg-backups", "key": "pre-split/handled-final-w.dump"},
+        "env_pre_split": {"file": "/home/deploy/handled/apps/backoffice/api/.env.pre-split"},
+    }
+    line = finalize_remote.closed("rollback", record)
+    assert "\n" not in line
+    assert line.startswith(
+        "rollback refused, nothing was changed: window 20261201T040000Z-ab12 was finalized at"
+        " 2026-12-03T05:00:00Z; the old database is archived as handled_pre_split_20261201"
+    )
+    for part in (
+        "s3://handled-prod-pg-backups/pre-split/handled-final-w.dump (sha256 f00d",
+        "on the VPS /home/deploy/backups/handled-final-w.dump",
+        "rename the archive to handled",
+        "dbsplit unfreeze",
+        "put /home/deploy/handled/apps/backoffice/api/.env.pre-split back as .env",
+    ):
+        assert part in line, part

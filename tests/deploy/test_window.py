@@ -11,22 +11,28 @@ then allowed).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import pwd
 import re
 import signal
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from dbsplit.fingerprint import checksums
+from dbsplit.freeze import check
+from dbsplit.pgtools import child_args
+from dbsplit.urls import parse as parse_url
 from deploy.progress import ProgressLine, parse
 from deploy.steps.tooling import dbsplit_digest
 from standins.host import http_json
-from standins.window import BUCKET, ProcSampler, Window
+from standins.window import BUCKET, ProcSampler, Run, Window
 from tests.deploy.helpers import (
     assert_no_secret,
     backups,
@@ -346,3 +352,118 @@ def test_pg_restore_killed_half_way_leaves_the_source_as_it_was(window: Window) 
     back = window.run("rollback")
     assert back.returncode == 0, str(back)
     assert window.health().get("mode") == "single"
+
+
+def _databases(window: Window, pattern: str) -> list[str]:
+    with window.vps.source.connect() as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", [pattern]
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def test_finalize_refuses_without_a_healthy_cut_over(window: Window) -> None:
+    before = journal(window)
+    unasked = window.run("finalize")
+    assert unasked.returncode != 0, str(unasked)
+    assert "finalize refused, nothing was changed: it archives the old database" in unasked.output
+    refused = window.run("finalize", HANDLED_CONFIRM_FINALIZE="yes")
+    assert refused.returncode != 0, str(refused)
+    assert "finalize refused, nothing was changed: window" in refused.output, str(refused)
+    assert "was rolled back at" in refused.output
+    for run in (unasked, refused):
+        assert not changed(run), str(run)
+    assert journal(window) == before
+    assert _databases(window, window.vps.source_db) == [window.vps.source_db]
+    assert _databases(window, "%_pre_split_%") == []
+    assert window.health()["mode"] == "single"
+
+
+def test_finalize_archives_the_old_database_and_closes_the_way_back(
+    window: Window, tmp_path: Path
+) -> None:
+    reset = window.run("reset_split", HANDLED_CONFIRM_RESET="yes")
+    assert reset.returncode == 0, str(reset)
+    during: dict[str, Run] = {}
+
+    def finalize_during_the_copy(line: str) -> None:
+        if "Starting operation: 5. dbsplit migrate" in line and not during:
+            during["run"] = window.run("finalize", HANDLED_CONFIRM_FINALIZE="yes")
+
+    again = window.run("production", on_line=finalize_during_the_copy)
+    assert again.returncode == 0, str(again)
+    held = during["run"]
+    assert held.returncode != 0, str(held)
+    assert "another window is running on this VPS" in held.output, str(held)
+    assert not changed(held)
+    state = window_state(window)
+    env_pre_split = window.vps.app.env_path.with_name(".env.pre-split")
+    kept = sha(env_pre_split)
+
+    run = window.run("finalize", "-v", HANDLED_CONFIRM_FINALIZE="yes")
+    assert run.returncode == 0, str(run)
+    print(f"\nfinalize: {run.seconds:.1f}s")
+    assert_no_secret(window, run.output, "finalize output")
+    record = window_state(window)["finalized"]
+    day = state["cutover"]["at"][:10].replace("-", "")
+    archive = f"{window.vps.source_db}_pre_split_{day}"
+    assert record["archive"] == archive
+    assert _databases(window, window.vps.source_db) == []
+    assert _databases(window, archive) == [archive]
+    with window.vps.source.connect(archive) as conn:  # frozen as it was, under its new name
+        checked = check(conn, settle=0)
+    assert checked.ok, checked.problems
+    assert checked.position is not None
+    assert checked.position.to_json() == state["cutover"]["gate"]["positions"]["source"]
+    assert record["env_pre_split"]["sha256"] == kept == sha(env_pre_split)
+    assert window.health()["mode"] == "split"
+
+    # the last dump: in Spaces (the same bytes as on the VPS), and restorable into the archive
+    dump = window.vps.ssh.home / "backups" / Path(record["dump"]["file"]).name
+    key = record["uploaded"]["key"]
+    body = window.s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == record["dump"]["sha256"] == sha(dump)
+    scratch = window.vps.source.fresh_database(prefix="finalcheck")
+    try:
+        downloaded = tmp_path / "downloaded.dump"
+        downloaded.write_bytes(body)
+        # the VPS's pg_dump is as new as PRIMARY's (17); into the source's 15, as the restore
+        # does it: pg_restore's SQL without the settings 15 lacks, one transaction
+        pg_restore = [str(window.data_pg.bin("pg_restore")), "--no-owner", "--no-acl"]
+        listed = subprocess.run(
+            [*pg_restore, "-f", "-", str(downloaded)],
+            capture_output=True,
+            check=True,
+        ).stdout.splitlines(keepends=True)
+        script = b"".join(ln for ln in listed if not ln.startswith(b"SET transaction_timeout"))
+        conninfo, env = child_args(parse_url(window.vps.source.url(scratch)))
+        psql = [str(window.vps.source.bin("psql")), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1"]
+        loaded = subprocess.run(
+            [*psql, "-d", conninfo],
+            input=script,
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        assert loaded.returncode == 0, loaded.stderr.decode(errors="replace")[-500:]
+        restored = checksums(parse_url(window.vps.source.url(scratch)))["tables"]
+        archived = checksums(parse_url(window.vps.source.url(archive)))["tables"]
+        assert restored == archived
+        assert sum(t["rows"] for t in restored.values()) > 0, restored
+    finally:
+        window.vps.source.drop_database(scratch)
+
+    rerun = window.run("finalize", "-v", HANDLED_CONFIRM_FINALIZE="yes")
+    assert rerun.returncode == 0, str(rerun)
+    assert not changed(rerun), str(rerun)
+    assert f"archived as {archive}; nothing to do" in rerun.output, str(rerun)
+
+    back = window.run("rollback")
+    assert back.returncode != 0, str(back)
+    lines = [ln for ln in back.output.splitlines() if "rollback refused" in ln]
+    assert len(lines) == 1, back.output
+    for part in ("was finalized at", archive, f"s3://{BUCKET}/{key}", "rename the archive"):
+        assert part in lines[0], lines[0]
+    assert not changed(back)
+    assert window.health()["mode"] == "split"
+    window.vps.source.drop_database(archive)  # the session's server outlives this module
