@@ -137,7 +137,7 @@ def _load(ctx: Context, dump: Path, conn: dict[str, str]) -> None:
                 loader.stdin.write(line)
             if meter.due():
                 meter.update(
-                    read_position(restore.pid, dump) or meter.done, note="of the dump read"
+                    read_position(restore.pid, dump) or meter.done, note="read by pg_restore"
                 )
         restored = restore.wait()
         if restored == 0:
