@@ -29,6 +29,7 @@ from pyinfra.api.operation import operation
 from pyinfra.api.state import BaseStateCallback
 from pyinfra.context import host, state
 
+from deploy.progress import ProgressLine, listen
 from deploy.remote import notify as remote
 from deploy.secrets import outputs
 from deploy.steps import Commands, clean, fact
@@ -197,6 +198,13 @@ def announce(window: Window) -> None:
     _ANNOUNCERS[host.name] = announcer
     state.add_callback_handler(announcer)  # type: ignore[no-untyped-call]
     atexit.register(announcer.finish)
+    name = host.name
+
+    def relay(line: ProgressLine) -> None:  # the long steps' progress, at most every few minutes
+        if line.host == name:
+            announcer.poster.post(f"progress {line.step}: {line.text}")
+
+    listen(relay, every=float(window.settings.notify_progress_seconds))
 
 
 def _numbers(window: Window) -> str:

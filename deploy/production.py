@@ -31,7 +31,11 @@ s = window.settings
 announce(window)  # the communication plan: started, each step, rollback, the end
 
 # 1. Preflight: nothing changes until every read-only check passes.
-no_other_runbook(name="1. Preflight: no other runbook holds the VPS", window=window)
+no_other_runbook(
+    name="1. Preflight: no other runbook holds the VPS",
+    window=window,
+    closed_after_finalize="window",
+)
 preflight(name="1. Preflight: source, disk, pg_dump, PRIMARY (verify-full), DATA", window=window)
 dbsplit_installed(name="1. Preflight: dbsplit installed in a virtualenv", window=window)
 data_database(name="1. Preflight: the DATA database and role (the plan needs them)", window=window)

@@ -23,7 +23,9 @@ confirmed = "yes" in (
     os.environ.get("HANDLED_CONFIRM_RESET", "").lower(),
 )
 window = Window.of(host, runbook="reset")
-no_other_runbook(name="Reset: no other runbook holds the VPS", window=window)
+no_other_runbook(
+    name="Reset: no other runbook holds the VPS", window=window, closed_after_finalize="reset"
+)
 split_reset(
     name="Reset the stale split (dumped first: PRIMARY schemas, DATA database)",
     window=window,

@@ -37,7 +37,9 @@ def said_yes(key: str, variable: str) -> bool:
 
 
 window = Window.of(host, runbook="restore")
-no_other_runbook(name="Restore: no other runbook holds the VPS", window=window)
+no_other_runbook(
+    name="Restore: no other runbook holds the VPS", window=window, closed_after_finalize="restore"
+)
 restore_confirmed(
     name="Restore: confirmed by the operator",
     confirmed=said_yes("confirm_restore", "HANDLED_CONFIRM_RESTORE"),

@@ -52,6 +52,8 @@ class Settings:
     s3_addressing_style: str
     multipart_chunk_mb: int
     disk_margin_mb: int
+    progress_seconds: float
+    notify_progress_seconds: float
     venv: str
     pip_args: tuple[str, ...]
     dbsplit_jobs: int
@@ -102,6 +104,8 @@ class Settings:
             s3_addressing_style=str(_get(data, "s3_addressing_style")),
             multipart_chunk_mb=int(_get(data, "multipart_chunk_mb")),
             disk_margin_mb=int(_get(data, "disk_margin_mb")),
+            progress_seconds=float(_get(data, "progress_seconds")),
+            notify_progress_seconds=float(_get(data, "notify_progress_seconds")),
             venv=str(_get(data, "venv")),
             pip_args=tuple(data.get("pip_args") or ()),
             dbsplit_jobs=int(_get(data, "dbsplit_jobs")),

@@ -203,6 +203,7 @@ class Window:
             run=self.run,
             runbook=self.runbook,
             state_dir=self.settings.state_dir,
+            progress_every=self.settings.progress_seconds,
         )
 
 

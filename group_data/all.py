@@ -118,6 +118,11 @@ s3_addressing_style = "virtual"
 multipart_chunk_mb = 64
 disk_margin_mb = 512  # free space needed beyond the dump, the DATA copy and its WAL
 
+# Long steps (backup, upload, dbsplit migrate, restore) print a progress line this often
+progress_seconds = 10
+# ... and the notifier posts a step's progress at most this often (and when it reaches 100 %)
+notify_progress_seconds = 300
+
 # Where the stack's outputs come from: "pulumi" (`pulumi stack output --json --show-secrets`)
 # or "file" (the same JSON in stack_outputs_file, or $HANDLED_STACK_OUTPUTS)
 outputs_source = "pulumi"

@@ -2,7 +2,8 @@
 
 ``HANDLED_APP_DIR``, ``HANDLED_HEALTH_URL``, ``HANDLED_API_URL``, ``HANDLED_WEB_URL``,
 ``HANDLED_HEALTH_TIMEOUT``, ``HANDLED_MULTIPART_CHUNK_MB``, ``HANDLED_REPORT_DIR``,
-``HANDLED_PIP_ARGS``, ``HANDLED_WATCH_SCHEDULE``, ``HANDLED_WATCH_PG_LOGS`` (JSON); the stack's
+``HANDLED_PIP_ARGS``, ``HANDLED_WATCH_SCHEDULE``, ``HANDLED_WATCH_PG_LOGS`` (JSON),
+``HANDLED_PROGRESS_SECONDS``; the stack's
 outputs are the JSON file ``HANDLED_STACK_OUTPUTS`` the stand-ins write, exactly as
 ``pulumi stack output --json --show-secrets`` prints them.
 """
@@ -24,6 +25,7 @@ backup_key_prefix = "pre-split/rehearsal"
 s3_addressing_style = "path"
 multipart_chunk_mb = int(os.environ.get("HANDLED_MULTIPART_CHUNK_MB", "5"))
 disk_margin_mb = 16
+progress_seconds = float(os.environ.get("HANDLED_PROGRESS_SECONDS", "10"))
 report_dir = os.environ.get("HANDLED_REPORT_DIR", "reports/deploy")
 outputs_source = "file"
 stack_outputs_file = os.environ.get("HANDLED_STACK_OUTPUTS")

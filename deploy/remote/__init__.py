@@ -94,6 +94,7 @@ class Request:
         run: str,
         runbook: str,
         state_dir: str,
+        progress_every: float = 10.0,
     ) -> None:
         """Hold the request for ``func`` (a function of a ``*_remote`` module) with ``args``
         (its request dataclass); ``mask`` lists the strings the VPS side must never print."""
@@ -111,6 +112,7 @@ class Request:
                 "run": run,
                 "runbook": runbook,
                 "state_dir": state_dir,
+                "progress_every": progress_every,
             }
         )
 

@@ -11,7 +11,7 @@ A request is one JSON line::
 
     {"entry": "deploy.steps.freeze_remote", "func": "freeze", "args": {...},
      "secrets": {...}, "mask": [...], "run": "<run id>", "runbook": "window",
-     "state_dir": ".handled-deploy"}
+     "state_dir": ".handled-deploy", "progress_every": 10.0}
 
 ``args`` become the action's request dataclass (the annotation of its first parameter); a fact
 action returns a result dataclass, printed as one JSON line.
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +184,16 @@ def last_line(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def stream(
-    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None, what: str
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path | None,
+    what: str,
+    relay: Callable[[str], bool] | None = None,
 ) -> list[str]:
-    """Run a long command, relaying each output line (scrubbed) as it comes; returns them."""
+    """Run a long command, relaying each output line (scrubbed) as it comes; returns them.
+
+    ``relay`` sees each line first and says whether to relay it (it may print its own)."""
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -204,7 +211,8 @@ def stream(
     for line in proc.stdout:
         if line.strip():
             lines.append(scrub(line.rstrip()))
-            say(f"  {line.rstrip()}")
+            if relay is None or relay(lines[-1]):
+                say(f"  {line.rstrip()}")
     code = proc.wait()
     if code != 0:
         raise Failure(f"{what} failed (exit {code}): {lines[-1].strip() if lines else 'no output'}")
@@ -227,6 +235,7 @@ class Context:
         self.run: str = str(req.get("run", ""))
         self.runbook: str = str(req.get("runbook", ""))
         self.state_dir: Path = home_path(str(req.get("state_dir") or ".handled-deploy"))
+        self.progress_every: float = float(req.get("progress_every") or 10.0)
         self._stack = stack
         self._ca: str | None = None
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy.remote.progress import Meter
 from deploy.remote.runtime import Context, Failure, say, sha256_file
 
 
@@ -48,13 +49,17 @@ def client(where: Bucket, ctx: Context) -> Any:
     )
 
 
-def remote_sha256(s3: Any, bucket: str, key: str) -> tuple[str, int]:
+def remote_sha256(s3: Any, bucket: str, key: str, meter: Meter | None = None) -> tuple[str, int]:
     """Stream the object back and hash it."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     digest, size = hashlib.sha256(), 0
     for chunk in iter(lambda: body.read(1 << 20), b""):
         digest.update(chunk)
         size += len(chunk)
+        if meter is not None:
+            meter.update(size)
+    if meter is not None:
+        meter.finish()
     return digest.hexdigest(), size
 
 
@@ -76,14 +81,17 @@ def put_checked(where: Bucket, ctx: Context, path: Path, key: str) -> dict[str, 
             multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=4
         )
         say(f"uploading {path.name} ({size} bytes) to s3://{where.bucket}/{key}")
+        sent = Meter(ctx, "upload", size)
         s3.upload_file(
             str(path),
             where.bucket,
             key,
             ExtraArgs={"Metadata": {"sha256": digest}, "ContentType": "application/octet-stream"},
             Config=config,
+            Callback=sent.add,
         )
-    remote, remote_size = remote_sha256(s3, where.bucket, key)
+        sent.finish(note=path.name)
+    remote, remote_size = remote_sha256(s3, where.bucket, key, Meter(ctx, "read-back", size))
     if remote != digest or remote_size != size:
         raise Failure(f"s3://{where.bucket}/{key} does not match {path.name} (sha256 {remote})")
     say(f"s3://{where.bucket}/{key}: {size} bytes, sha256 {remote} matches")
@@ -99,7 +107,9 @@ def get_checked(where: Bucket, ctx: Context, key: str, dest: Path, sha256: str |
     if not expected:
         raise Failure(f"s3://{where.bucket}/{key} carries no sha256: give it with --data")
     tmp = dest.with_name(f".{dest.name}.download")
-    s3.download_file(where.bucket, key, str(tmp))
+    got = Meter(ctx, "download", head.get("ContentLength"))
+    s3.download_file(where.bucket, key, str(tmp), Callback=got.add)
+    got.finish(note=key)
     digest = sha256_file(tmp)
     if digest != expected:
         tmp.unlink()

@@ -22,6 +22,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.context import host
 
 from deploy.facts import RemoteFact
+from deploy.progress import Live
 from deploy.remote import Request, command, result
 from deploy.window import Window
 
@@ -92,3 +93,17 @@ def run(
     """The command that runs the remote action ``func`` with ``args`` on stdin."""
     request: Request = window.request(func, args, **secrets)
     return StringCommand(*command(request.action, python).bits, _stdin=request)
+
+
+def live(
+    window: Window,
+    func: Callable[..., Any],
+    args: Any,
+    *,
+    python: str = "python3",
+    **secrets: Any,
+) -> StringCommand:
+    """:func:`run` for a long step: pyinfra prints its output (progress lines included) as it
+    comes, whatever the verbosity (:class:`deploy.progress.Live`)."""
+    request: Request = window.request(func, args, **secrets)
+    return Live(*command(request.action, python).bits, _stdin=request)

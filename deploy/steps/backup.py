@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyinfra.api.operation import operation
 from pyinfra.context import host
 
-from deploy.steps import Commands, clean, fact, run, venv_python
+from deploy.steps import Commands, clean, fact, live, venv_python
 from deploy.steps import backup_remote as remote
 from deploy.window import Window
 
@@ -41,7 +41,7 @@ def backup_taken(window: Window) -> Commands:
     if found.local and found.current:
         host.noop(f"backup {found.name} holds the frozen source (sha256 {found.sha256})")
         return
-    yield run(
+    yield live(
         window,
         remote.take,
         query(window),
@@ -63,7 +63,7 @@ def backup_uploaded(window: Window) -> Commands:
     if found.uploaded:
         host.noop(f"backup {found.name} already in the bucket with sha256 {found.sha256}")
         return
-    yield run(
+    yield live(
         window,
         remote.upload,
         query(window),

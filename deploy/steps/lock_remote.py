@@ -16,12 +16,15 @@ class LockQuery:
 
 @dataclass(frozen=True)
 class LockState:
-    """``other``: the lock of another run whose session still lives, else {}."""
+    """``other``: the lock of another run whose session still lives, else {}; ``finalized``:
+    the journal's record once the window is finalized (``deploy/finalize.py``), else {}."""
 
     other: dict[str, Any] = field(default_factory=dict)
     window: str | None = None
+    finalized: dict[str, Any] = field(default_factory=dict)
 
 
 def held(req: LockQuery, ctx: Context) -> LockState:
     journal = Journal(ctx)
-    return LockState(journal.holder() or {}, journal.state().get("window"))
+    state = journal.state()
+    return LockState(journal.holder() or {}, state.get("window"), state.get("finalized") or {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyinfra.api.operation import operation
 from pyinfra.context import host
 
-from deploy.steps import Commands, clean, fact, fail, run, venv_python
+from deploy.steps import Commands, clean, fact, fail, live, venv_python
 from deploy.steps import restore_remote as remote
 from deploy.window import Window
 
@@ -67,7 +67,7 @@ def backup_fetched(window: Window, sha256: str = "") -> Commands:
     if found.local:
         host.noop(f"backup {found.name} on the VPS, sha256 {found.sha256}")
         return
-    yield run(
+    yield live(
         window,
         remote.fetch,
         query(window, sha256=sha256),
@@ -116,7 +116,7 @@ def source_restored(window: Window, over_newer_writes: bool) -> Commands:
     + window: the host's settings and secrets
     + over_newer_writes: restore even though the source has writes newer than the backup
     """
-    yield run(
+    yield live(
         window,
         remote.restore,
         query(window, over_newer_writes=over_newer_writes),

@@ -26,6 +26,7 @@ from dbsplit.urls import parse
 from deploy.remote import spaces
 from deploy.remote.journal import Journal, now
 from deploy.remote.pg import BOUNDED, dbsplit_json, ident, literal, psql
+from deploy.remote.progress import Meter, read_position
 from deploy.remote.runtime import (
     Context,
     Failure,
@@ -108,7 +109,7 @@ def fetch(req: RestoreQuery, ctx: Context) -> None:
         dump.with_name(dump.name + ".json").write_text(json.dumps(manifest, indent=2))
 
 
-def _load(dump: Path, conn: dict[str, str], owner: str) -> None:
+def _load(ctx: Context, dump: Path, conn: dict[str, str], owner: str) -> None:
     """``pg_restore -f - | psql`` inside one transaction that commits only if pg_restore
     exited 0, as the source's owner (``--role``: what it creates is the owner's, as in the
     source, so the app's role can read it again). A newer ``pg_restore`` may name settings an
@@ -130,13 +131,20 @@ def _load(dump: Path, conn: dict[str, str], owner: str) -> None:
     assert restore.stdout is not None
     assert loader.stdin is not None
     loader.stdin.write(b"BEGIN;\n")
+    meter = Meter(ctx, "restore", dump.stat().st_size)
     try:
         for line in restore.stdout:
             if not line.startswith(b"SET transaction_timeout"):
                 loader.stdin.write(line)
+            if meter.due():
+                meter.update(
+                    read_position(restore.pid, dump) or meter.done, note="read by pg_restore"
+                )
         restored = restore.wait()
         if restored == 0:
             loader.stdin.write(b"COMMIT;\n")
+            meter.done = float(dump.stat().st_size)
+            meter.finish(note="pg_restore done, committing")
     except BrokenPipeError:
         restored = restore.wait()
     finally:
@@ -232,7 +240,7 @@ def restore(req: RestoreQuery, ctx: Context) -> None:
         owner = _create_like(admin, req.source_db, new)
         try:
             say(f"pg_restore {dump.name} into {new} (one transaction, as {owner})")
-            _load(dump, {**ctx.conn("source_admin"), "PGDATABASE": new}, owner)
+            _load(ctx, dump, {**ctx.conn("source_admin"), "PGDATABASE": new}, owner)
             url = parse(str(ctx.secret("source_url")), what="SOURCE_ADMIN_URL")
             env = {"OLD_DATABASE_URL": url.replace(dbname=new).to_url()}
             _, sums = dbsplit_json(req.venv, ["checksums"], env)

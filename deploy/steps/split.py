@@ -10,7 +10,7 @@ from pyinfra.api.command import FileDownloadCommand
 from pyinfra.api.operation import operation
 from pyinfra.context import host
 
-from deploy.steps import Commands, clean, fact, fail, run
+from deploy.steps import Commands, clean, fact, fail, live, run
 from deploy.steps import split_remote as remote
 from deploy.window import Window
 
@@ -65,7 +65,7 @@ def split_migrated(window: Window) -> Commands:
         return
     s = window.settings
     args = remote.Migrate(s.venv, s.dbsplit_jobs, list(s.dbsplit_migrate_args))
-    yield run(window, remote.migrate, args, **secrets(window))
+    yield live(window, remote.migrate, args, **secrets(window))
 
 
 @operation()

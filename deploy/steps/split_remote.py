@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dbsplit.progress import PROGRESS_SECONDS
 from deploy.remote.journal import Journal, now
 from deploy.remote.pg import dbsplit, dbsplit_json, read_report, report_path
 from deploy.remote.runtime import Context, Failure, private_dir
@@ -67,7 +68,8 @@ def migrate(req: Migrate, ctx: Context) -> None:
         report = report_path(ctx.state_dir, f"dbsplit-migrate-{window}.json")
         private_dir(report.parent)
         args = ["migrate", "--no-verify", "--jobs", str(req.jobs), *req.extra_args]
-        dbsplit(req.venv, [*args, "--report", str(report)], dbsplit_env(ctx))
+        env = {**dbsplit_env(ctx), PROGRESS_SECONDS: str(ctx.progress_every)}
+        dbsplit(req.venv, [*args, "--report", str(report)], env)
         found = read_report(report)
         if found is None:
             raise Failure(f"dbsplit migrate wrote no report at {report}")

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyinfra.api import output
 
 from dbsplit.errors import UsageError
+from dbsplit.progress import Throughput
 from dbsplit.urls import (
     SPLIT_ENV_HEADER,
     env_line,
@@ -24,9 +26,10 @@ from dbsplit.urls import (
     split_env_values,
     with_ca_path,
 )
+from deploy.progress import ProgressLine, Relay, listen
 from deploy.remote import BOOTSTRAP, Request, closure, smoke
 from deploy.remote.apps import healthy
-from deploy.steps import app_remote, lock_remote, split_remote, verify_remote
+from deploy.steps import app_remote, finalize_remote, lock_remote, split_remote, verify_remote
 
 STEPS = Path(__file__).resolve().parents[2] / "deploy" / "steps"
 
@@ -302,7 +305,11 @@ def _remote(func: Any, args: Any, *, tmp: Path) -> subprocess.CompletedProcess[s
 def test_a_fact_answers_one_json_line_with_the_systems_python(tmp_path: Path) -> None:
     proc = _remote(lock_remote.held, lock_remote.LockQuery(), tmp=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.splitlines()[-1]) == {"other": {}, "window": None}
+    assert json.loads(proc.stdout.splitlines()[-1]) == {
+        "other": {},
+        "window": None,
+        "finalized": {},
+    }
 
 
 def test_a_failing_fact_says_why_and_an_action_fails_with_one_line(tmp_path: Path) -> None:
@@ -522,3 +529,113 @@ def test_a_phase_smoke_run_counts_only_when_it_passed_since_the_phase_began(
     recorded: dict[str, Any], phase: str, done: bool
 ) -> None:
     assert app_remote.smoke_passed(recorded, phase) is done
+
+
+# ----- progress lines, and the hook a notifier listens on ---------------------------------------
+
+PROGRESS: list[tuple[str, float | None, float, float, str]] = [
+    # step, total, done, seconds elapsed, the line
+    (
+        "backup",
+        4 << 30,
+        1 << 30,
+        10.0,
+        "progress backup: 1.00 GiB of 4.00 GiB (25%), 102.4 MiB/s, about 30s left",
+    ),
+    ("copy", None, 3 << 20, 2.0, "progress copy: 3.0 MiB, 1.5 MiB/s"),
+    (
+        "upload",
+        1000,
+        1000,
+        1.0,
+        "progress upload: 1000 B of 1000 B (100%), 1000 B/s, about 0s left",
+    ),
+]
+
+
+@pytest.mark.parametrize(("step", "total", "done", "elapsed", "line"), PROGRESS)
+def test_a_progress_line_says_done_rate_and_time_left(
+    step: str, total: float | None, done: float, elapsed: float, line: str
+) -> None:
+    clock = iter([0.0, elapsed, elapsed])
+    meter = Throughput(step, total, every=5, clock=lambda: next(clock))
+    assert meter.report(done) == line
+
+
+def test_progress_lines_are_rate_limited() -> None:
+    now = [0.0]
+    meter = Throughput("copy", 100, every=5, clock=lambda: now[0])
+    now[0] = 1.0
+    assert meter.report(10) is not None, "the first line comes at once"
+    now[0] = 3.0
+    assert meter.report(20) is None
+    assert meter.report(20, force=True) is not None
+    now[0] = 8.1
+    assert meter.report(30) is not None
+
+
+def test_the_notifier_hook_gets_each_steps_lines_at_its_interval() -> None:
+    got: list[ProgressLine] = []
+    relay = Relay(got.append, every=60)
+    lines = [
+        (0, "[vps] progress backup: 1.0 MiB of 9.0 MiB (11%), 1.0 MiB/s, about 8s left"),
+        (10, "[vps] progress backup: 5.0 MiB of 9.0 MiB (55%), 0.5 MiB/s, about 8s left"),
+        (12, "[vps]   dbsplit: [   1.0s] progress copy: 1.0 MiB of ~4.0 MiB (25%), 1 MiB/s"),
+        (20, "[vps] progress backup: 9.0 MiB of 9.0 MiB (100%), 0.4 MiB/s, about 0s left"),
+        (30, "[vps] pg_dump -Fc of handled (frozen) to /backups/x.dump"),
+        (75, "[vps]   dbsplit: [  64.0s] progress copy: 3.0 MiB of ~4.0 MiB (75%), 1 MiB/s"),
+        (76, "\x1b[1m[vps]\x1b[0m   dbsplit: [  65.0s] progress copy: 3.1 MiB, 1 MiB/s"),
+    ]
+    sent = [relay.feed(line, at) for at, line in lines]
+    assert sent == [True, False, True, True, False, True, False]
+    assert [(p.host, p.step, p.at) for p in got] == [
+        ("vps", "backup", 0),
+        ("vps", "copy", 12),
+        ("vps", "backup", 20),
+        ("vps", "copy", 75),
+    ]
+    assert got[2].finished
+    assert got[1].text == "1.0 MiB of ~4.0 MiB (25%), 1 MiB/s"
+
+
+def test_listen_sees_what_pyinfra_prints_and_stops() -> None:
+    printed: list[str] = []
+    got: list[ProgressLine] = []
+    before = vars(output)["_echo"]
+    output.set_echo(lambda message=None, **kwargs: printed.append(str(message)))
+    try:
+        stop = listen(got.append, every=0)
+        output.echo("[vps] progress restore: 1.0 MiB of 2.0 MiB (50%), 1 MiB/s, about 1s left")
+        output.echo("[vps] something else")
+        stop()
+        output.echo("[vps] progress restore: 2.0 MiB of 2.0 MiB (100%), 1 MiB/s, about 0s left")
+    finally:
+        output.set_echo(before)
+    assert len(printed) == 3, "every line is still printed"
+    assert [p.text for p in got] == ["1.0 MiB of 2.0 MiB (50%), 1 MiB/s, about 1s left"]
+
+
+def test_a_finalized_window_closes_the_way_back_with_one_line_saying_where_and_how() -> None:
+    record = {
+        "at": "2026-12-03T05:00:00Z",
+        "window": "20261201T040000Z-ab12",
+        "archive": "handled_pre_split_20261201",
+        "source_db": "handled",
+        "dump": {"file": "/home/deploy/backups/handled-final-w.dump", "sha256": "f00d"},
+        "uploaded": {"bucket": "handled-prod-pg-backups", "key": "pre-split/handled-final-w.dump"},
+        "env_pre_split": {"file": "/home/deploy/handled/apps/backoffice/api/.env.pre-split"},
+    }
+    line = finalize_remote.closed("rollback", record)
+    assert "\n" not in line
+    assert line.startswith(
+        "rollback refused, nothing was changed: window 20261201T040000Z-ab12 was finalized at"
+        " 2026-12-03T05:00:00Z; the old database is archived as handled_pre_split_20261201"
+    )
+    for part in (
+        "s3://handled-prod-pg-backups/pre-split/handled-final-w.dump (sha256 f00d",
+        "on the VPS /home/deploy/backups/handled-final-w.dump",
+        "rename the archive to handled",
+        "dbsplit unfreeze",
+        "put /home/deploy/handled/apps/backoffice/api/.env.pre-split back as .env",
+    ):
+        assert part in line, part

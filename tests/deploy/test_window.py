@@ -14,13 +14,16 @@ at it, and each runbook's messages are checked in order.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import csv
+import hashlib
 import json
 import os
 import pwd
 import re
 import signal
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,9 +32,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dbsplit.fingerprint import checksums
+from dbsplit.freeze import check
+from dbsplit.pgtools import child_args
+from dbsplit.urls import parse as parse_url
+from deploy.progress import ProgressLine, parse
 from deploy.steps.tooling import dbsplit_digest
 from standins.host import http_json
-from standins.window import BUCKET, ProcSampler, Window
+from standins.window import BUCKET, ProcSampler, Run, Window
 from tests.deploy.helpers import (
     SlackReceiver,
     assert_no_secret,
@@ -70,6 +78,10 @@ def slack(window: Window) -> Iterator[SlackReceiver]:
     receiver.stop()
 
 
+PROGRESS: list[str] = []
+"""The long steps' progress messages the notifier posted (kept apart from the step messages)."""
+
+
 def messages(slack: SlackReceiver, window: Window, run_output: str) -> list[str]:
     """The messages since the last look, unlabelled; none shows a secret or the webhook."""
     found = slack.take()
@@ -79,7 +91,9 @@ def messages(slack: SlackReceiver, window: Window, run_output: str) -> list[str]
         assert_no_secret(window, text, "a notification")
         assert slack.token not in text
     assert slack.token not in run_output
-    return [text.removeprefix(LABEL) for text in found]
+    said = [text.removeprefix(LABEL) for text in found]
+    PROGRESS.extend(t for t in said if t.startswith("progress "))
+    return [t for t in said if not t.startswith("progress ")]
 
 
 def done(found: list[str]) -> list[str]:
@@ -125,13 +139,65 @@ def test_preflight_failure_changes_nothing(window: Window, slack: SlackReceiver)
     assert row == (0,)
 
 
+def live_progress(lines: list[tuple[float, str]], operation: str) -> list[ProgressLine]:
+    """The progress lines pyinfra printed while ``operation`` ran, each stamped when it came;
+    the last item is the operation's end (the next one's start), as a line of step ``end``."""
+    start = next(i for i, (_, ln) in enumerate(lines) if f"Starting operation: {operation}" in ln)
+    end = next(
+        (i for i in range(start + 1, len(lines)) if "Starting operation:" in lines[i][1]),
+        len(lines) - 1,
+    )
+    found = [parse(ln, at) for at, ln in lines[start:end]]
+    return [p for p in found if p is not None] + [ProgressLine("", "end", "", lines[end][0])]
+
+
+def running(action: str, user: str) -> bool:
+    """Whether the remote action (``python3 -c <bootstrap> <action>``) runs now on the VPS, as
+    its deploy user (other checkouts' test worlds have their own)."""
+    uid = pwd.getpwnam(user).pw_uid
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if len(argv) > 2 and argv[-2] == action.encode() and entry.stat().st_uid == uid:
+                return True
+    return False
+
+
 def test_window_succeeds_and_serves_from_the_split(window: Window, slack: SlackReceiver) -> None:
     users_before = count(window, "config.users")
     DIGESTS.append(dbsplit_digest())
+    stamped: list[tuple[float, str]] = []
+    alive: dict[str, bool] = {}  # was the step's action still running when its line came?
+    actions = {"backup": "backup.take", "copy": "split.migrate"}
+
+    def seen(line: str) -> None:
+        stamped.append((time.time(), line))
+        found = parse(line)
+        if found is not None and found.step in actions and found.step not in alive:
+            alive[found.step] = running(actions[found.step], window.vps.ssh.user)
+
     with ProcSampler() as sampler:
-        run = window.run("production", "-vv")
+        run = window.run("production", "-vv", HANDLED_PROGRESS_SECONDS="0.1", on_line=seen)
     assert run.returncode == 0, str(run)
     print(f"\nwindow: {run.seconds:.1f}s")
+
+    # the long steps' progress, printed while they ran (at -vv pyinfra prints no output of a
+    # command that succeeds): the first line reached us while the step's process still ran
+    assert alive == {"backup": True, "copy": True}, alive
+    for operation, step in (
+        ("4. Backup: pg_dump", "backup"),
+        ("4. Backup: upload", "upload"),
+        ("5. dbsplit migrate", "copy"),
+    ):
+        *shown, end = live_progress(stamped, operation)
+        mine = [p for p in shown if p.step == step]
+        assert mine, f"no progress line for {step} in {operation}: {shown}"
+        assert mine[-1].finished, mine[-1]
+        assert re.search(r"\d+(\.\d+)? [KMG]?i?B/s", mine[0].text), mine[0]
+        print(f"{step}: first progress line {end.at - mine[0].at:.2f}s before the step's end")
+    copy = [p for p in live_progress(stamped, "5. dbsplit migrate") if p.step == "copy"]
+    assert "left" in copy[0].text, copy[0]
+    assert "%" in copy[0].text, copy[0]
 
     health = window.health()
     assert (health.get("status"), health.get("mode")) == ("ok", "split"), health
@@ -207,8 +273,8 @@ def test_window_succeeds_and_serves_from_the_split(window: Window, slack: SlackR
     assert done(said) == ran[:-1], said
     assert len(said) == len(ran) + 1, said
     stopped = time.strptime(state["app_stopped"]["at"], "%Y-%m-%dT%H:%M:%SZ")
-    seen = state.get("healthy", {})  # absent when healthy at the gate's first look
-    back = seen["at"] if seen.get("mode") == "split" else state["restarted_at"]
+    healthy = state.get("healthy", {})  # absent when healthy at the gate's first look
+    back = healthy["at"] if healthy.get("mode") == "split" else state["restarted_at"]
     freeze = calendar.timegm(time.strptime(back, "%Y-%m-%dT%H:%M:%SZ")) - calendar.timegm(stopped)
     split = state["split"]
     assert said[-1].startswith(f"window {state['window']} succeeded"), said[-1]
@@ -217,6 +283,8 @@ def test_window_succeeds_and_serves_from_the_split(window: Window, slack: SlackR
     assert "verify passed" in said[-1]
     assert f"backup {manifest['size']} bytes" in said[-1], said[-1]
     print(f"\nsuccess message: {said[-1]}")
+    for step in ("backup", "copy"):  # each long step's progress reached the notifier too
+        assert any(p.startswith(f"progress {step}: ") for p in PROGRESS), PROGRESS
 
     assert_no_secret(window, run.output, "pyinfra -vv output")
     assert_no_secret(window, "\n".join(sampler.seen), "a process's command line")
@@ -560,3 +628,118 @@ def test_phase_2_pool_burst_passes_one_prisma_setting_and_names_the_fix_for_the_
     print(f"\nprimary_init with the pool burst: {good.seconds:.1f}s and {bad.seconds:.1f}s")
     print(passed)
     print(failed)
+
+
+def _databases(window: Window, pattern: str) -> list[str]:
+    with window.vps.source.connect() as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", [pattern]
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def test_finalize_refuses_without_a_healthy_cut_over(window: Window) -> None:
+    before = journal(window)
+    unasked = window.run("finalize")
+    assert unasked.returncode != 0, str(unasked)
+    assert "finalize refused, nothing was changed: it archives the old database" in unasked.output
+    refused = window.run("finalize", HANDLED_CONFIRM_FINALIZE="yes")
+    assert refused.returncode != 0, str(refused)
+    assert "finalize refused, nothing was changed: window" in refused.output, str(refused)
+    assert "was rolled back at" in refused.output
+    for run in (unasked, refused):
+        assert not changed(run), str(run)
+    assert journal(window) == before
+    assert _databases(window, window.vps.source_db) == [window.vps.source_db]
+    assert _databases(window, "%_pre_split_%") == []
+    assert window.health()["mode"] == "single"
+
+
+def test_finalize_archives_the_old_database_and_closes_the_way_back(
+    window: Window, tmp_path: Path
+) -> None:
+    reset = window.run("reset_split", HANDLED_CONFIRM_RESET="yes")
+    assert reset.returncode == 0, str(reset)
+    during: dict[str, Run] = {}
+
+    def finalize_during_the_copy(line: str) -> None:
+        if "Starting operation: 5. dbsplit migrate" in line and not during:
+            during["run"] = window.run("finalize", HANDLED_CONFIRM_FINALIZE="yes")
+
+    again = window.run("production", on_line=finalize_during_the_copy)
+    assert again.returncode == 0, str(again)
+    held = during["run"]
+    assert held.returncode != 0, str(held)
+    assert "another window is running on this VPS" in held.output, str(held)
+    assert not changed(held)
+    state = window_state(window)
+    env_pre_split = window.vps.app.env_path.with_name(".env.pre-split")
+    kept = sha(env_pre_split)
+
+    run = window.run("finalize", "-v", HANDLED_CONFIRM_FINALIZE="yes")
+    assert run.returncode == 0, str(run)
+    print(f"\nfinalize: {run.seconds:.1f}s")
+    assert_no_secret(window, run.output, "finalize output")
+    record = window_state(window)["finalized"]
+    day = state["cutover"]["at"][:10].replace("-", "")
+    archive = f"{window.vps.source_db}_pre_split_{day}"
+    assert record["archive"] == archive
+    assert _databases(window, window.vps.source_db) == []
+    assert _databases(window, archive) == [archive]
+    with window.vps.source.connect(archive) as conn:  # frozen as it was, under its new name
+        checked = check(conn, settle=0)
+    assert checked.ok, checked.problems
+    assert checked.position is not None
+    assert checked.position.to_json() == state["cutover"]["gate"]["positions"]["source"]
+    assert record["env_pre_split"]["sha256"] == kept == sha(env_pre_split)
+    assert window.health()["mode"] == "split"
+
+    # the last dump: in Spaces (the same bytes as on the VPS), and restorable into the archive
+    dump = window.vps.ssh.home / "backups" / Path(record["dump"]["file"]).name
+    key = record["uploaded"]["key"]
+    body = window.s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == record["dump"]["sha256"] == sha(dump)
+    scratch = window.vps.source.fresh_database(prefix="finalcheck")
+    try:
+        downloaded = tmp_path / "downloaded.dump"
+        downloaded.write_bytes(body)
+        # the VPS's pg_dump is as new as PRIMARY's (17); into the source's 15, as the restore
+        # does it: pg_restore's SQL without the settings 15 lacks, one transaction
+        pg_restore = [str(window.data_pg.bin("pg_restore")), "--no-owner", "--no-acl"]
+        listed = subprocess.run(
+            [*pg_restore, "-f", "-", str(downloaded)],
+            capture_output=True,
+            check=True,
+        ).stdout.splitlines(keepends=True)
+        script = b"".join(ln for ln in listed if not ln.startswith(b"SET transaction_timeout"))
+        conninfo, env = child_args(parse_url(window.vps.source.url(scratch)))
+        psql = [str(window.vps.source.bin("psql")), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1"]
+        loaded = subprocess.run(
+            [*psql, "-d", conninfo],
+            input=script,
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        assert loaded.returncode == 0, loaded.stderr.decode(errors="replace")[-500:]
+        restored = checksums(parse_url(window.vps.source.url(scratch)))["tables"]
+        archived = checksums(parse_url(window.vps.source.url(archive)))["tables"]
+        assert restored == archived
+        assert sum(t["rows"] for t in restored.values()) > 0, restored
+    finally:
+        window.vps.source.drop_database(scratch)
+
+    rerun = window.run("finalize", "-v", HANDLED_CONFIRM_FINALIZE="yes")
+    assert rerun.returncode == 0, str(rerun)
+    assert not changed(rerun), str(rerun)
+    assert f"archived as {archive}; nothing to do" in rerun.output, str(rerun)
+
+    back = window.run("rollback")
+    assert back.returncode != 0, str(back)
+    lines = [ln for ln in back.output.splitlines() if "rollback refused" in ln]
+    assert len(lines) == 1, back.output
+    for part in ("was finalized at", archive, f"s3://{BUCKET}/{key}", "rename the archive"):
+        assert part in lines[0], lines[0]
+    assert not changed(back)
+    assert window.health()["mode"] == "split"
+    window.vps.source.drop_database(archive)  # the session's server outlives this module
