@@ -77,6 +77,44 @@ Prover = Callable[[Facts], Proof | None]
 """Facts to a proof, or None when the facts it needs were not recorded in the run."""
 
 
+@dataclass(frozen=True)
+class SmokeRun:
+    """One phase's smoke checks: how many passed, and how long they took (ms)."""
+
+    phase: str
+    mode: str
+    passed: int
+    total: int
+    median_ms: float
+    slowest_ms: float
+    slowest: str
+    failed: tuple[str, ...] = ()
+
+
+def summarize_smoke(recorded: Any) -> list[SmokeRun]:
+    """The journal's ``smoke`` record (phase -> {"mode", "checks"}) as one summary per phase."""
+    runs: list[SmokeRun] = []
+    for phase, record in sorted((recorded or {}).items()):
+        checks = [c for c in (record or {}).get("checks") or [] if isinstance(c, dict)]
+        if not checks:
+            continue
+        times = sorted(float(c.get("ms") or 0) for c in checks)
+        slowest = max(checks, key=lambda c: float(c.get("ms") or 0))
+        runs.append(
+            SmokeRun(
+                phase=str(phase),
+                mode=str(record.get("mode")),
+                passed=sum(c.get("ok") is True for c in checks),
+                total=len(checks),
+                median_ms=times[len(times) // 2],
+                slowest_ms=float(slowest.get("ms") or 0),
+                slowest=str(slowest.get("name")),
+                failed=tuple(str(c.get("name")) for c in checks if c.get("ok") is not True),
+            )
+        )
+    return runs
+
+
 @dataclass
 class Rehearsal:
     """Everything a report is made from."""
@@ -97,6 +135,8 @@ class Rehearsal:
     #: Seconds ``deploy/rollback.py`` took from each point the window was killed at.
     drills: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: The smoke checks each phase ran, as the VPS's journal recorded them (``summarize_smoke``).
+    smoke: list[SmokeRun] = field(default_factory=list)
 
     def now(self) -> float:
         """Seconds since the rehearsal started."""
@@ -134,6 +174,7 @@ class Rehearsal:
             "scale_mb": self.scale_mb,
             "ok": self.ok,
             "numbers": self.numbers,
+            "smoke": [asdict(run) for run in self.smoke],
             "steps": [asdict(s) | {"seconds": s.seconds} for s in self.steps],
             "windows": [asdict(w) | {"seconds": w.seconds} for w in self.windows],
             "tables": [asdict(t) for t in self.tables],

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 
 from rehearsal.checklist import Assessment, Status, counts
-from rehearsal.model import Rehearsal
+from rehearsal.model import Rehearsal, SmokeRun
 from rehearsal.svg import mark_svg, requests_svg, timeline_svg
 
 #: Budgets for the numbers the rehearsal prints: (label, budget seconds or None). The rollback
@@ -100,7 +100,22 @@ def _number_rows(rehearsal: Rehearsal) -> list[tuple[str, str, str, bool | None]
                 seconds <= DRILL_BUDGET,
             )
         )
+    for run in rehearsal.smoke:
+        rows.append(
+            (
+                smoke_line(run),
+                f"{run.median_ms:.0f} ms median, {run.slowest_ms:.0f} ms slowest",
+                "all pass",
+                run.passed == run.total,
+            )
+        )
     return rows
+
+
+def smoke_line(run: SmokeRun) -> str:
+    """``smoke checks at cutover (split): 19 of 19 passed`` (and which failed)."""
+    text = f"smoke checks at {run.phase} ({run.mode}): {run.passed} of {run.total} passed"
+    return text + (f"; failed: {', '.join(run.failed)}" if run.failed else "")
 
 
 def _html(

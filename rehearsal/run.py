@@ -28,8 +28,8 @@ from deploy.steps.check_remote import CheckQuery
 from rehearsal import caches, evidence, keep, ledger, proofs
 from rehearsal.checklist import Status, assess, counts, read_checklist
 from rehearsal.load import LoadGenerator
-from rehearsal.model import Rehearsal, Step, TableCheck, Window
-from rehearsal.report import BUDGETS, DRILL_BUDGET, write_report
+from rehearsal.model import Rehearsal, Step, TableCheck, Window, summarize_smoke
+from rehearsal.report import BUDGETS, DRILL_BUDGET, smoke_line, write_report
 from rehearsal.sampler import Sample, StateSampler, first
 from standins import handled_data
 from standins.host import SourceSeeder, http_json
@@ -493,6 +493,7 @@ class Rehearse:
 
     def _report(self) -> Path:
         self.r.evidence = proofs.evaluate(self.facts)
+        self.r.smoke = summarize_smoke(self.facts.get("smoke"))
         checklist = assess(read_checklist(CHECKLIST), self.r.evidence)
         self.r.counts = {s.value: n for s, n in counts(checklist).items()}
         self.failed_items = [
@@ -531,6 +532,8 @@ class Rehearse:
                 f"{'request success rate':<60} {100 * rate:>9.2f}% "
                 f"({failed} of {len(self.r.requests)} failed)"
             )
+        for run in self.r.smoke:
+            self.o.say(f"{smoke_line(run):<60} {run.median_ms:>6.0f} ms median")
         self.o.say(
             "checklist: " + ", ".join(f"{n} {status}" for status, n in self.r.counts.items())
         )

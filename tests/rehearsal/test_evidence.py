@@ -769,3 +769,21 @@ def test_every_smoke_check_the_report_reads_is_one_the_window_runs() -> None:
     wanted = {name for _, names in SMOKE.values() for name in names}
     assert wanted, "the report reads no smoke check"
     assert wanted <= declared, f"not in group_data/all.py smoke_checks: {sorted(wanted - declared)}"
+
+
+def test_each_phase_smoke_run_is_summarized_with_its_failures() -> None:
+    from rehearsal.model import summarize_smoke
+    from rehearsal.report import smoke_line
+
+    split = _smoke("split")
+    split["checks"][0] = split["checks"][0] | {"ok": False, "ms": 900.0}
+    runs = summarize_smoke({"cutover": split, "rollback": _smoke("single"), "check": {}})
+    assert [(r.phase, r.mode, r.total) for r in runs] == [
+        ("cutover", "split", len(ALL_CHECKS)),
+        ("rollback", "single", len(ALL_CHECKS)),
+    ]
+    cut = runs[0]
+    assert (cut.passed, cut.failed, cut.slowest_ms) == (len(ALL_CHECKS) - 1, (ALL_CHECKS[0],), 900)
+    assert smoke_line(cut).endswith(f"passed; failed: {ALL_CHECKS[0]}")
+    assert runs[1].passed == runs[1].total
+    assert runs[1].median_ms == 12.5
