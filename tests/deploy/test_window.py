@@ -460,7 +460,7 @@ def test_rollback_with_discard_dumps_the_rows_first(window: Window, slack: Slack
     assert (health.get("status"), health.get("mode")) == ("ok", "single"), health
     said = messages(slack, window, run.output)
     assert said[0].startswith("rollback started on "), said
-    assert "Rollback: healthy on the old database" in done(said), said
+    assert "Rollback: healthy on the old database, then the smoke checks" in done(said), said
     assert not [t for t in said if t.startswith("FAILED")], said
     assert said[-1].startswith("rollback finished on "), said
     assert not frozen(window)
