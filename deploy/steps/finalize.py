@@ -8,10 +8,11 @@ from pyinfra.context import host
 
 from deploy.steps import Commands, clean, fact, fail, live, run, venv_python
 from deploy.steps import finalize_remote as remote
+from deploy.steps.watch import folder
 from deploy.window import Window
 
 
-def query(window: Window) -> remote.FinalizeQuery:
+def query(window: Window, without_watch: bool = False) -> remote.FinalizeQuery:
     s = window.settings
     return remote.FinalizeQuery(
         s.venv,
@@ -22,14 +23,16 @@ def query(window: Window) -> remote.FinalizeQuery:
         s.backup_key_prefix,
         window.bucket(),
         dict(s.health_contract),
+        folder(window),
+        without_watch,
     )
 
 
-def _state(window: Window) -> remote.FinalizeState:
+def _state(window: Window, without_watch: bool = False) -> remote.FinalizeState:
     return fact(
         window,
         remote.state,
-        query(window),
+        query(window, without_watch),
         source_admin=window.source_admin(),
         source_url=window.secrets.require("SOURCE_ADMIN_URL"),
     )
@@ -37,18 +40,20 @@ def _state(window: Window) -> remote.FinalizeState:
 
 @operation()
 @clean
-def finalize_allowed(window: Window, confirmed: bool) -> Commands:
+def finalize_allowed(window: Window, confirmed: bool, without_watch: bool = False) -> Commands:
     """
     Refuse, before anything changes: without the operator's word, before a window cut over
     (or after it was rolled back or restored), while the app is not healthy on the split,
-    while the old database is not frozen safely or was written to after the cut-over.
+    while the old database is not frozen safely or was written to after the cut-over, and
+    until the 48-hour watch of this window is over with no failed check.
 
     + window: the host's settings and secrets
     + confirmed: the operator passed ``confirm_finalize=yes``
+    + without_watch: the operator passed ``finalize_without_watch=yes`` (the watch not asked)
 
     Updates: nothing, ever.
     """
-    found = _state(window)
+    found = _state(window, without_watch)
     if found.finalized:
         record = found.finalized
         host.noop(

@@ -30,7 +30,7 @@ from dbsplit.urls import parse
 from deploy.remote import apps
 from deploy.remote.journal import Journal, now
 from deploy.remote.pg import dbsplit_json, ident, literal, psql
-from deploy.remote.runtime import Context, Failure, home_path, say
+from deploy.remote.runtime import Context, Failure, home_path, read_json, say
 from deploy.steps.backup_remote import BackupQuery, dump_frozen, manifest_of, upload_dump
 from deploy.steps.envfile_remote import PRE_SPLIT
 
@@ -45,6 +45,8 @@ class FinalizeQuery:
     key_prefix: str = ""
     bucket: dict[str, Any] = field(default_factory=dict)
     health_contract: dict[str, Any] = field(default_factory=dict)
+    watch_dir: str = ""
+    without_watch: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,27 @@ def _refusal(req: FinalizeQuery, state: dict[str, Any]) -> str:
     if not state.get("cutover"):
         return f"window {state['window']} has not cut over"
     ok, why = apps.healthy(apps.get_health(req.health_url), "split", req.health_contract)
-    return "" if ok else f"the app is not healthy on the split now: {why}"
+    if not ok:
+        return f"the app is not healthy on the split now: {why}"
+    return "" if req.without_watch else _watch_refusal(req, str(state["window"]))
+
+
+def _watch_refusal(req: FinalizeQuery, window: str) -> str:
+    """Why the 48-hour watch of ``window`` does not allow the finalize yet (empty: it does)."""
+    watch = read_json(home_path(req.watch_dir) / "schedule.json") if req.watch_dir else None
+    skip = "; or pass finalize_without_watch=yes to finalize without it"
+    if not isinstance(watch, dict) or watch.get("window") != window:
+        return f"the 48-hour watch never ran for window {window} (deploy/watch.py){skip}"
+    done, total = len(watch.get("done") or []), len(watch.get("offsets") or [])
+    if not watch.get("finished_at"):
+        return f"the 48-hour watch is not over: {done} of {total} checks done{skip}"
+    failed = int(watch.get("failed") or 0)
+    if failed:
+        return (
+            f"the 48-hour watch had {failed} failed check(s) of {total}: read"
+            f" {req.watch_dir}/watch.log{skip}"
+        )
+    return ""
 
 
 def state(req: FinalizeQuery, ctx: Context) -> FinalizeState:

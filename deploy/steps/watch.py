@@ -95,13 +95,14 @@ def watch_installed(window: Window) -> Commands:
     + window: the host's settings, stack outputs and secrets
 
     Updates: only when the watch is not installed, or its request (code, settings, secrets)
-    changed; the schedule, once started, is kept; a finished watch is left alone.
+    changed; the schedule, once started, is kept; a finished watch of this window is left
+    alone (a new window's watch starts a new schedule).
     """
     watch = WatchSettings.of(host.data)
     line = tick_line(window, watch)
     found = fact(window, remote.state, remote.WatchQuery(folder(window)))
     log = f"{folder(window)}/watch.log"
-    if found.finished_at:
+    if found.finished_at and found.window == found.current:
         host.noop(f"the watch finished at {found.finished_at} after {found.done} checks ({log})")
         return
     if found.installed and found.request_sha == hashlib.sha256(line.encode()).hexdigest():

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.remote.apps import get_health
-from deploy.remote.journal import now
+from deploy.remote.journal import Journal, now
 from deploy.remote.notify import NotifyConfig, send, shape
 from deploy.remote.pg import try_psql
 from deploy.remote.runtime import (
@@ -61,6 +61,8 @@ class WatchState:
     checks: int = 0
     done: int = 0
     finished_at: str = ""
+    window: str = ""  # the window the schedule watches
+    current: str = ""  # the window the journal holds now
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,8 @@ def state(req: WatchQuery, ctx: Context) -> WatchState:
         checks=len(schedule.get("offsets", [])),
         done=len(schedule.get("done", [])),
         finished_at=str(schedule.get("finished_at", "")),
+        window=str(schedule.get("window") or ""),
+        current=str(Journal(ctx).state().get("window") or ""),
     )
 
 
@@ -161,9 +165,15 @@ def install(req: WatchInstall, ctx: Context) -> None:
     atomic_write(folder / "request.json", str(ctx.secret("tick_request")).encode())
     atomic_write(folder / "tick.py", (req.bootstrap + "\n").encode(), mode=0o600)
     schedule = read_json(folder / "schedule.json")
-    if not isinstance(schedule, dict) or schedule.get("finished_at"):
+    window = Journal(ctx).state().get("window")
+    if (
+        not isinstance(schedule, dict)
+        or schedule.get("finished_at")
+        or (schedule.get("window") != window)
+    ):
         positions = {name: _size(path) for name, path in req.pg_logs.items()}
         schedule = {
+            "window": window,  # what finalize asks the watch about
             "started_at": now(),
             "started": time.time(),
             "offsets": sorted(set(req.offsets)),
@@ -224,6 +234,7 @@ def tick(req: Tick, ctx: Context) -> None:
             return
         lines, problems = _check(req, ctx, schedule)
         schedule["done"] += due
+        schedule["failed"] = int(schedule.get("failed") or 0) + bool(problems)
         number = len(schedule["done"])
         last = len(schedule["done"]) >= len(offsets)
         verdict = "FAILED" if problems else "ok"

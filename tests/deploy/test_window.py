@@ -385,6 +385,7 @@ def test_the_watch_checks_logs_notifies_and_removes_itself(
         assert "data PostgreSQL log " in first
         assert "new line(s) scanned, 0 ERROR/FATAL" in first
         assert "data replication slots: none" in first
+        assert "smoke ok: log in [primary]" in first  # the smoke checks run in the watch too
         tick(window, line)
         assert watch_log(window) == first, "nothing is due before 8 s"
 
@@ -675,6 +676,22 @@ def test_finalize_archives_the_old_database_and_closes_the_way_back(
     state = window_state(window)
     env_pre_split = window.vps.app.env_path.with_name(".env.pre-split")
     kept = sha(env_pre_split)
+
+    # the checklist's order: the 48-hour watch of this window first, over with no failed check
+    unwatched = window.run("finalize", HANDLED_CONFIRM_FINALIZE="yes")
+    assert unwatched.returncode != 0, str(unwatched)
+    assert f"the 48-hour watch never ran for window {state['window']}" in unwatched.output
+    assert not changed(unwatched), str(unwatched)
+    installed = window.run("watch", HANDLED_WATCH_SCHEDULE="[[1, 1]]")  # checks at 0 and 1 s
+    assert installed.returncode == 0, str(installed)
+    line = crontab_line(window)
+    assert line is not None
+    tick(window, line)
+    early = window.run("finalize", HANDLED_CONFIRM_FINALIZE="yes")
+    assert "the 48-hour watch is not over: 1 of 2 checks done" in early.output, str(early)
+    time.sleep(1.1)
+    tick(window, line)
+    assert "the watch is over: 2 checks since " in watch_log(window)
 
     run = window.run("finalize", "-v", HANDLED_CONFIRM_FINALIZE="yes")
     assert run.returncode == 0, str(run)
